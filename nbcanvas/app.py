@@ -1,0 +1,191 @@
+"""The App: a task registry, task options and where work runs (stdlib only).
+
+>>> app = App("demo")
+>>> @app.task
+... def add(x, y):
+...     return x + y
+>>> add.name, add(2, 3), app.get_task("add") is add
+('nbcanvas.app.add', 5, True)
+"""
+from __future__ import annotations
+
+import difflib
+import threading
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, overload
+
+from .errors import ImproperlyConfigured, NotRegistered
+from .options import check_task_options
+
+if TYPE_CHECKING:
+    from .task import Task
+
+__all__ = ["App", "default_app", "current_app", "task", "lookup_task", "all_apps"]
+
+_lock = threading.RLock()
+_apps: weakref.WeakSet[App] = weakref.WeakSet()
+_current: list[App] = []
+
+
+class App:
+    """A registry of tasks and the settings of where they run.
+
+    ``client`` (a ``distributed.Client``) or ``address`` (a scheduler address) fixes where
+    workflows run; without them nbcanvas uses a current Client, ``DASK_SCHEDULER_ADDRESS``
+    or an embedded LocalCluster. ``fusion`` and ``batching`` switch the two compile-time
+    optimisations (both on by default; results and states are the same either way).
+    """
+
+    def __init__(self, main: str = "default", *, client: Any = None, address: str | None = None,
+                 fusion: bool = True, batching: bool = True, set_as_current: bool = True) -> None:
+        if client is not None and address is not None:
+            raise ImproperlyConfigured("App(): give client= or address=, not both")
+        self.main = main
+        self.tasks: dict[str, Task] = {}
+        self.fusion = fusion
+        self.batching = batching
+        self._target: Any = client if client is not None else address
+        self._runtime: Any = None  # the connection object, owned by nbcanvas.cluster
+        with _lock:
+            _apps.add(self)
+            if set_as_current:
+                _current.append(self)
+
+    def __repr__(self) -> str:
+        return f"<App {self.main!r}: {len(self.tasks)} tasks>"
+
+    def __reduce__(self):  # an App never travels with its client; workers get a bare one
+        return (_bare_app, (self.main,))
+
+    # -- tasks -----------------------------------------------------------------------------
+    @overload
+    def task(self, fn: Callable[..., Any], /) -> Task: ...
+    @overload
+    def task(self, fn: None = None, /, **options: Any) -> Callable[[Callable[..., Any]], Task]: ...
+    @overload
+    def task(self, fn: Callable[..., Any], /, **options: Any) -> Task: ...
+
+    def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+        """Register ``fn`` as a task: ``@app.task``, ``@app.task(name=..., bind=True, ...)``
+        or ``app.task(fn, name=...)``."""
+        from .task import Task  # same stage; here to keep task.py free to import app.py
+
+        name = options.pop("name", None)
+        bind = bool(options.pop("bind", False))
+        typing = bool(options.pop("typing", True))
+
+        def register(f: Callable[..., Any]) -> Task:
+            if not callable(f):
+                raise TypeError(f"@task needs a function, got {f!r}")
+            qual = name or f"{f.__module__}.{f.__qualname__}"
+            opts = check_task_options(options, where=f"task {qual!r}")
+            t = Task(f, app=self, name=qual, bind=bind, typing=typing, options=opts)
+            with _lock:
+                self.tasks[qual] = t  # re-running a notebook cell replaces the task
+            return t
+
+        return register(fn) if fn is not None else register
+
+    def get_task(self, name: str) -> Task:
+        """The task registered as ``name``, or the only one whose short name is ``name``."""
+        found = _find([self], name)
+        if found is None:
+            raise _not_found(name, [self])
+        return found
+
+    # -- where it runs (kept opaque here; nbcanvas.cluster gives it meaning) ---------------
+    def connect(self, target: Any) -> App:
+        """Run this app's workflows on ``target``: a scheduler address or a ``distributed.Client``.
+
+        Returns the app, so ``app = App("x").connect("tcp://10.0.0.5:8786")`` reads well.
+        """
+        if not (isinstance(target, str) or hasattr(target, "scheduler")):
+            raise ImproperlyConfigured(
+                f"connect() takes a scheduler address like 'tcp://host:8786' or a "
+                f"distributed.Client, got {target!r}")
+        self._target = target
+        self._runtime = None
+        return self
+
+    def AsyncResult(self, id: str) -> Any:  # noqa: N802 - Celery's name
+        """Re-attach to a task or workflow by id (see ``nbcanvas.AsyncResult``)."""
+        from .result import AsyncResult  # run stage, reached only when asked
+
+        return AsyncResult(id, app=self)
+
+    def GroupResult(self, id: str) -> Any:  # noqa: N802 - Celery's name
+        """Re-attach to a group result by id (``GroupResult.restore``)."""
+        from .result import GroupResult
+
+        return GroupResult.restore(id, app=self)
+
+
+def _bare_app(main: str) -> App:
+    return App(main, set_as_current=False)
+
+
+def _short(name: str) -> str:
+    return name.rsplit(".", 1)[-1]
+
+
+def _find(apps: list[App], name: str) -> Task | None:
+    for a in apps:
+        if name in a.tasks:
+            return a.tasks[name]
+    hits = {t.name: t for a in apps for t in a.tasks.values() if _short(t.name) == name}
+    if len(hits) == 1:
+        return next(iter(hits.values()))
+    if len(hits) > 1:
+        raise NotRegistered(
+            f"task name {name!r} is ambiguous: it matches {', '.join(sorted(map(repr, hits)))}; "
+            f"use the full name")
+    return None
+
+
+def _not_found(name: str, apps: list[App]) -> NotRegistered:
+    names = sorted({t for a in apps for t in a.tasks})
+    pool = names + sorted({_short(n) for n in names})
+    close = difflib.get_close_matches(name, pool, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+    listed = f" (registered: {', '.join(map(repr, names[:10]))}{'…' if len(names) > 10 else ''})"
+    return NotRegistered(f"no task named {name!r}{hint}{listed if names else ''}")
+
+
+def all_apps() -> list[App]:
+    """Every live app, the current one first."""
+    with _lock:
+        cur = current_app()
+        return [cur] + [a for a in list(_apps) if a is not cur]
+
+
+def lookup_task(name: str) -> Task:
+    """Find a task by full or short name in the current app, then in every other app."""
+    apps = all_apps()
+    found = _find(apps, name)
+    if found is None:
+        raise _not_found(name, apps)
+    return found
+
+
+default_app = App("default", set_as_current=False)
+
+
+def current_app() -> App:
+    """The app created last (Celery's ``current_app``), else the default app."""
+    with _lock:
+        while _current:
+            return _current[-1]
+        return default_app
+
+
+def task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    """``@nc.task``: register on the default app (see ``App.task``).
+
+    >>> @task(name="demo.mul")
+    ... def mul(x, y):
+    ...     return x * y
+    >>> mul.s(2, 3)
+    demo.mul(2, 3)
+    """
+    return default_app.task(fn, **options) if fn is not None else default_app.task(**options)

@@ -1,0 +1,56 @@
+"""Compile: a frozen canvas -> units of work, a node table and where the result will be.
+
+The units become one dask graph (``compile.taskspec``) or run in process (``sig.apply()``).
+
+>>> from nbcanvas import App, chain
+>>> app = App("doc-compile")
+>>> @app.task
+... def inc(x):
+...     return x + 1
+>>> cg = compile_canvas(chain(inc.s(1), inc.s(), inc.s()).freeze(), "wf-1")
+>>> len(cg.units), len(cg.nodes)   # fused: one unit, three steps
+(1, 3)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..canvas import Signature
+from .lower import Lowering, Lst, NodeInfo, Ref, Unit
+
+__all__ = ["CompiledGraph", "compile_canvas", "Ref", "Lst", "Unit", "NodeInfo"]
+
+
+@dataclass
+class CompiledGraph:
+    """Everything about one workflow that is fixed when it is sent."""
+
+    workflow_id: str
+    canvas: Signature                 # frozen
+    units: dict[str, Unit]            # in dependency order
+    nodes: dict[str, NodeInfo]
+    result: Ref | Lst                 # where the workflow's result will be
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def keys(self) -> list[str]:
+        """Every dask key of the workflow."""
+        return list(self.units)
+
+    def where(self, node_id: str) -> Ref | Lst | None:
+        """Where the outcome of ``node_id`` will be (None if it is not a node of this graph)."""
+        info = self.nodes.get(node_id)
+        if info is None:
+            return None
+        if info.key is not None:
+            return Ref(info.key, node_id)
+        return Lst(tuple(self.where(m) for m in info.members))
+
+
+def compile_canvas(sig: Signature, workflow_id: str, *, parallelism: int = 2, fusion: bool = True,
+                   batching: bool = True) -> CompiledGraph:
+    """Lower a frozen canvas. Raises ``TypeError`` for a call whose arguments can't be completed."""
+    low = Lowering(parallelism=parallelism, fusion=fusion, batching=batching)
+    out = low.lower(sig, None, 0, {})
+    return CompiledGraph(workflow_id, sig, low.units, low.nodes, out)

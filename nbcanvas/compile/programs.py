@@ -1,0 +1,94 @@
+"""Programs: the frozen canvas in the form the runtime interprets (compile stage, stdlib only).
+
+A program is plain data (picklable, no closures): ``Step`` (a task call), ``MapStep``
+(``add.map``), ``Seq`` (a chain, or a chord run in one place), ``Par`` (a group run in one
+place) and ``Dyn`` (``foreach``/``branch``, decided at run time). Callbacks are programs too.
+"""
+from __future__ import annotations
+
+from typing import Any, Final
+
+__all__ = ["Step", "MapStep", "Seq", "Par", "Dyn", "Prog", "RUN_OPTIONS"]
+
+#: Options the runtime reads (retries, limits, timing). Routing options go to dask instead.
+RUN_OPTIONS: Final = frozenset({"max_retries", "autoretry_for", "dont_autoretry_for",
+                                "retry_backoff", "retry_backoff_max", "retry_jitter",
+                                "default_retry_delay", "time_limit", "soft_time_limit",
+                                "countdown", "eta", "expires"})
+
+
+class _Prog:
+    __slots__ = ("id", "links", "errbacks")
+    id: str
+    links: tuple[Any, ...]
+    errbacks: tuple[Any, ...]
+
+    def __reduce__(self):
+        return (_rebuild, (type(self), tuple(getattr(self, f) for f in _all_slots(type(self)))))
+
+
+def _all_slots(cls: type) -> tuple[str, ...]:
+    return tuple(f for c in reversed(cls.__mro__) for f in getattr(c, "__slots__", ()))
+
+
+def _rebuild(cls: type, values: tuple) -> Any:
+    obj = object.__new__(cls)
+    for f, v in zip(_all_slots(cls), values):
+        object.__setattr__(obj, f, v)
+    return obj
+
+
+class Step(_Prog):
+    """One task call: the function itself travels (cloudpickle ships notebook functions)."""
+
+    __slots__ = ("name", "fn", "bind", "args", "kwargs", "immutable", "opts")
+
+    def __init__(self, id: str, name: str, fn: Any, bind: bool, args: tuple, kwargs: dict,
+                 immutable: bool, opts: dict, links: tuple = (), errbacks: tuple = ()) -> None:
+        self.id, self.name, self.fn, self.bind = id, name, fn, bind
+        self.args, self.kwargs, self.immutable, self.opts = args, kwargs, immutable, opts
+        self.links, self.errbacks = links, errbacks
+
+
+class MapStep(_Prog):
+    """``task.map(items)`` / ``task.starmap(items)``: one task, a loop inside."""
+
+    __slots__ = ("name", "fn", "bind", "items", "star", "opts")
+
+    def __init__(self, id: str, name: str, fn: Any, bind: bool, items: tuple, star: bool,
+                 opts: dict, links: tuple = (), errbacks: tuple = ()) -> None:
+        self.id, self.name, self.fn, self.bind = id, name, fn, bind
+        self.items, self.star, self.opts = items, star, opts
+        self.links, self.errbacks = links, errbacks
+
+
+class Seq(_Prog):
+    """Items run one after another, each result prepended to the next (chain / inline chord)."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, id: str, items: tuple, links: tuple = (), errbacks: tuple = ()) -> None:
+        self.id, self.items, self.links, self.errbacks = id, items, links, errbacks
+
+
+class Par(_Prog):
+    """Members that all get the same input; the result is the list of theirs (inline group)."""
+
+    __slots__ = ("members",)
+
+    def __init__(self, id: str, members: tuple, links: tuple = (), errbacks: tuple = ()) -> None:
+        self.id, self.members, self.links, self.errbacks = id, members, links, errbacks
+
+
+class Dyn(_Prog):
+    """A step decided at run time: ``foreach`` or ``branch``. ``canvas`` is the frozen canvas."""
+
+    __slots__ = ("kind", "canvas", "input")
+
+    def __init__(self, id: str, kind: str, canvas: Any, input: tuple = (), links: tuple = (),
+                 errbacks: tuple = ()) -> None:
+        self.id, self.kind, self.canvas, self.input = id, kind, canvas, input
+        self.links, self.errbacks = links, errbacks
+
+
+Prog = Step | MapStep | Seq | Par | Dyn

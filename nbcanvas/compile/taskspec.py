@@ -1,0 +1,55 @@
+"""Units -> one dask graph in dask's public task spec (``Task``/``TaskRef``), not ``delayed``.
+
+Units with routing options (``resources``, ``workers``, ``priority``, ``queue``) go into their
+own ``MaterializedLayer`` carrying those annotations; without any, the graph is a plain dict.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from dask.task_spec import Task, TaskRef
+
+from . import CompiledGraph
+
+__all__ = ["to_dask_graph", "annotations_of"]
+
+
+def annotations_of(routing: dict[str, Any]) -> dict[str, Any]:
+    """dask annotations for a unit's routing options (``queue=X`` needs resource ``X``)."""
+    ann: dict[str, Any] = {}
+    res = dict(routing.get("resources") or {})
+    if routing.get("queue"):
+        res.setdefault(str(routing["queue"]), 1)
+    if res:
+        ann["resources"] = res
+    if routing.get("workers"):
+        w = routing["workers"]
+        ann["workers"] = [w] if isinstance(w, str) else list(w)
+    if routing.get("priority") is not None:
+        ann["priority"] = routing["priority"]
+    return ann
+
+
+def to_dask_graph(cg: CompiledGraph) -> Any:
+    """The workflow as one graph: ``{key: Task(run_unit, programs, wf, *TaskRef(deps))}``."""
+    from ..runtime import run_unit
+    wf = cg.workflow_id
+    plain: dict[str, Task] = {}
+    layers: dict[Any, dict[str, Task]] = {}
+    anns: dict[Any, dict[str, Any]] = {}
+    for key, unit in cg.units.items():
+        task = Task(key, run_unit, tuple(unit.progs), wf, *[TaskRef(d) for d in unit.deps])
+        if not unit.routing:
+            plain[key] = task
+            continue
+        ann = annotations_of(unit.routing)
+        tag = repr(sorted(ann.items()))
+        layers.setdefault(tag, {})[key] = task
+        anns[tag] = ann
+    if not layers:
+        return plain
+    from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+    hl: dict[str, Any] = {f"nbcanvas-{wf}": MaterializedLayer(plain)}
+    for i, (tag, mapping) in enumerate(layers.items()):
+        hl[f"nbcanvas-{wf}-{i}"] = MaterializedLayer(mapping, annotations=anns[tag])
+    return HighLevelGraph(hl, {name: set() for name in hl})

@@ -1,0 +1,47 @@
+"""Events from workers to this process: the topic, the registry of stores, the dispatcher.
+
+One ``client.subscribe_topic(TOPIC, dispatch)`` per client feeds every workflow's store.
+Distributed's scheduler keeps only the last 1,000 events of a topic: events are a live feed;
+a process that attaches later loads the scheduler plugin's record first (``store.load``).
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from .runtime.emit import TOPIC
+from .store import StateStore
+
+__all__ = ["TOPIC", "register_store", "get_store", "drop_store", "dispatch", "stores"]
+
+_lock = threading.Lock()
+_stores: dict[str, StateStore] = {}
+
+
+def register_store(store: StateStore) -> StateStore:
+    """Make ``store`` receive the events of its workflow (the existing one if already there)."""
+    with _lock:
+        return _stores.setdefault(store.workflow_id, store)
+
+
+def get_store(workflow_id: str) -> StateStore | None:
+    with _lock:
+        return _stores.get(workflow_id)
+
+
+def drop_store(workflow_id: str) -> None:
+    with _lock:
+        _stores.pop(workflow_id, None)
+
+
+def stores() -> list[StateStore]:
+    with _lock:
+        return list(_stores.values())
+
+
+def dispatch(event: Any) -> None:
+    """Handler for ``client.subscribe_topic``: ``event`` is ``(timestamp, msg)``."""
+    msg = event[1] if isinstance(event, (tuple, list)) and len(event) == 2 else event
+    store = get_store(msg.get("wf")) if isinstance(msg, dict) else None
+    if store is not None:
+        store.apply(msg)

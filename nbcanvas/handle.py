@@ -1,0 +1,167 @@
+"""WorkflowHandle: this process's view of one sent (or eagerly run) workflow (run stage).
+
+It knows the node table, where each node's outcome will be, the state store, and a backend
+that holds the results: futures on a cluster, or a dict after ``apply()``.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Protocol
+
+from .compile import Lst, Ref
+from .errors import ResultNotFound
+from .events import drop_store
+from .runtime import outcome_at
+from .store import StateStore
+
+__all__ = ["WorkflowHandle", "Backend", "EagerBackend", "find_handle", "register_handle",
+           "drop_handle", "handles"]
+
+
+class Backend(Protocol):
+    def gather(self, keys: list[str], timeout: float | None) -> dict[str, dict[str, Any]]: ...
+    def done(self, keys: list[str]) -> bool: ...
+    def revoke(self, handle: WorkflowHandle, terminate: bool) -> None: ...
+    def forget(self, handle: WorkflowHandle) -> None: ...
+    def future(self, key: str) -> Any: ...
+
+
+class EagerBackend:
+    """Results of ``apply()``: already computed, held in a dict."""
+
+    def __init__(self, done: dict[str, dict[str, Any]]) -> None:
+        self._done = done
+
+    def gather(self, keys: list[str], timeout: float | None) -> dict[str, dict[str, Any]]:
+        return {k: self._done[k] for k in keys}
+
+    def done(self, keys: list[str]) -> bool:
+        return True
+
+    def revoke(self, handle: WorkflowHandle, terminate: bool) -> None:
+        """An eager run has already finished: nothing left to revoke."""
+
+    def forget(self, handle: WorkflowHandle) -> None:
+        self._done.clear()
+
+    def future(self, key: str) -> Any:
+        return None
+
+
+class WorkflowHandle:
+    """One workflow as seen from here.
+
+    ``nodes``: id -> (kind, name, step, parent, key, members); ``result``: where the
+    workflow's own result will be; ``structure``: the canvas as ``to_dict(strict=False)``.
+    """
+
+    def __init__(self, id: str, nodes: dict[str, tuple], result: Ref | Lst, store: StateStore,
+                 backend: Backend, canvas: Any = None, structure: dict | None = None,
+                 app: Any = None, name: str = "") -> None:
+        self.id, self.nodes, self.result, self.store = id, nodes, result, store
+        self.backend, self.canvas, self._structure, self.app = backend, canvas, structure, app
+        self.name = name or (canvas.name if canvas is not None else id)
+        self.forgotten = False
+        self.retried_from: WorkflowHandle | None = None
+
+    def __repr__(self) -> str:
+        return f"<WorkflowHandle {self.name} {self.id}>"
+
+    @property
+    def structure(self) -> dict[str, Any]:
+        if self._structure is None and self.canvas is not None:
+            self._structure = self.canvas.to_dict(strict=False)
+        return self._structure or {}
+
+    # -- where things are -------------------------------------------------------------------
+    def kind(self, id: str) -> str | None:
+        row = self.nodes.get(id)
+        if row is not None:
+            return row[0]
+        dyn = self.store.nodes.get(id)
+        return dyn[0] if dyn is not None else None
+
+    def where(self, id: str) -> Ref | Lst:
+        """Where the outcome of node ``id`` is (nodes made at run time included)."""
+        if self.forgotten:
+            raise ResultNotFound(f"workflow {self.id} was forgotten: its results are gone")
+        if id == self.id and self.result is not None:
+            return self.result
+        row = self.nodes.get(id)
+        if row is not None:
+            key, members = row[4], row[5]
+            if key is not None:
+                return Ref(key, id)
+            return Lst(tuple(self.where(m) for m in members))
+        cur = id  # a node made at run time lives in the unit of its nearest static ancestor
+        for _ in range(64):
+            dyn = self.store.nodes.get(cur)
+            if dyn is None:
+                break
+            cur = dyn[3]
+            if cur in self.nodes and self.nodes[cur][4] is not None:
+                return Ref(self.nodes[cur][4], id)
+        raise ResultNotFound(f"{id} is not a node of workflow {self.id}")
+
+    def keys_of(self, where: Ref | Lst) -> list[str]:
+        if isinstance(where, Ref):
+            return [where.key]
+        seen: dict[str, None] = {}
+        stack: list[Any] = [where]
+        while stack:
+            w = stack.pop()
+            if isinstance(w, Ref):
+                seen[w.key] = None
+            else:
+                stack.extend(w.items)
+        return list(seen)
+
+    # -- results -----------------------------------------------------------------------------
+    def outcome(self, where: Ref | Lst, timeout: float | None = None) -> Any:
+        done = self.backend.gather(self.keys_of(where), timeout)
+        return outcome_at(where, done)
+
+    def ready(self, where: Ref | Lst) -> bool:
+        return self.backend.done(self.keys_of(where))
+
+    def revoke(self, terminate: bool = False) -> None:
+        self.backend.revoke(self, terminate)
+
+    def forget(self) -> None:
+        self.backend.forget(self)
+        self.forgotten = True
+        drop_handle(self)
+        drop_store(self.id)
+
+
+_lock = threading.Lock()
+_handles: dict[str, WorkflowHandle] = {}
+
+
+def register_handle(h: WorkflowHandle) -> WorkflowHandle:
+    with _lock:
+        _handles[h.id] = h
+    return h
+
+
+def drop_handle(h: WorkflowHandle) -> None:
+    with _lock:
+        if _handles.get(h.id) is h:
+            del _handles[h.id]
+
+
+def handles() -> list[WorkflowHandle]:
+    with _lock:
+        return list(_handles.values())
+
+
+def find_handle(node_id: str) -> WorkflowHandle | None:
+    """The workflow known here that has node ``node_id`` (newest first)."""
+    with _lock:
+        hs = list(_handles.values())
+    if node_id in _handles:
+        return _handles[node_id]
+    for h in reversed(hs):
+        if node_id in h.nodes or node_id in h.store.nodes:
+            return h
+    return None

@@ -1,0 +1,88 @@
+"""Worker-side callables that compiled units reference (distributed imported lazily).
+
+``run_unit`` is the function of every dask task of a workflow; ``run_units_local`` runs the
+same units in this process for ``sig.apply()``.
+"""
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from .emit import TOPIC, Sink, WorkerSink
+from .interp import NO_INPUT, REVOKED, Ctx, resolve, revoke_local, run_prog
+
+__all__ = ["run_unit", "run_units_local", "execute_local", "REVOKED", "revoke_local", "TOPIC",
+           "NO_INPUT", "Ctx", "outcome_at"]
+
+_sinks: weakref.WeakKeyDictionary[Any, WorkerSink] = weakref.WeakKeyDictionary()
+
+
+def _worker_sink(worker: Any) -> WorkerSink:
+    sink = _sinks.get(worker)
+    if sink is None:
+        def deliver(msg: dict[str, Any], w: Any = weakref.ref(worker)) -> None:
+            live = w()
+            if live is not None:
+                live.log_event(TOPIC, msg)
+        sink = _sinks[worker] = WorkerSink(deliver)
+    return sink
+
+
+def run_unit(progs: tuple, wf: str, *deps: dict[str, Any]) -> dict[str, Any]:
+    """The dask task of one unit: run its programs, return ``{node id: outcome}``."""
+    from distributed import get_worker
+    worker = get_worker()
+    ctx = Ctx(wf, _worker_sink(worker), execute_on_cluster, host=worker.address)
+    try:
+        for prog, sel in progs:
+            run_prog(prog, resolve(sel, deps), ctx)
+    finally:
+        ctx.sink.flush()
+    return ctx.results
+
+
+def outcome_at(where: Any, results: dict[str, dict[str, Any]]) -> Any:
+    """The outcome a ``Ref``/``Lst`` points at, given unit results by key."""
+    from .outcome import GroupOutcome
+    if hasattr(where, "key"):
+        return results[where.key][where.id]
+    return GroupOutcome([outcome_at(w, results) for w in where.items])
+
+
+def run_units_local(units: dict[str, Any], ctx: Ctx) -> dict[str, dict[str, Any]]:
+    """Run units in order in this process; every node's outcome also lands in ``ctx.results``."""
+    done: dict[str, dict[str, Any]] = {}
+    for key, unit in units.items():
+        deps = tuple(done[d] for d in unit.deps)
+        uctx = Ctx(ctx.wf, ctx.sink, ctx.execute, host=ctx.host, eager=ctx.eager)
+        for prog, sel in unit.progs:
+            run_prog(prog, resolve(sel, deps), uctx)
+        done[key] = uctx.results
+        ctx.results.update(uctx.results)
+    return done
+
+
+def execute_local(sig: Any, ctx: Ctx) -> Any:
+    """Run a canvas with fan-out in this process (``apply()``, and dynamic steps in it)."""
+    from ..compile import compile_canvas
+    cg = compile_canvas(sig, ctx.wf, parallelism=1, fusion=True, batching=False)
+    done = run_units_local(cg.units, ctx)
+    return outcome_at(cg.result, done)
+
+
+def execute_on_cluster(sig: Any, ctx: Ctx) -> Any:
+    """Run a canvas with fan-out from inside a task: submitted by the worker's own client."""
+    from distributed import worker_client
+    from ..compile import compile_canvas
+    from ..compile.taskspec import to_dask_graph
+    with worker_client() as client:
+        nthreads = sum(w.get("nthreads", 1) for w in
+                       client.scheduler_info().get("workers", {}).values()) or 1
+        cg = compile_canvas(sig, ctx.wf, parallelism=nthreads)
+        ctx.sink.flush()
+        graph = to_dask_graph(cg)
+        futures = client.get(graph, list(cg.units), sync=False)
+        done = dict(zip(futures, client.gather(list(futures.values()))))
+    for res in done.values():
+        ctx.results.update(res)
+    return outcome_at(cg.result, done)

@@ -1,0 +1,115 @@
+"""Steps decided at run time: ``foreach`` fans out over a result, ``branch`` picks a canvas.
+
+Both run inside the workflow's own unit: a flat canvas runs right here; one with fan-out is
+lowered into units and run by ``ctx.execute`` (on the cluster: submitted from the worker, no
+client round trip). Nodes made at run time are announced with ``N`` events.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..canvas import Signature, foreach, group, iter_nodes, rekey
+from ..compile.flat import is_flat, to_prog
+from ..compile.programs import Dyn
+from .outcome import Failed, GroupOutcome, NotTaken, Revoked, Skipped, failed_from, value_of
+
+__all__ = ["run_dynamic", "skip_canvas", "run_canvas"]
+
+
+def skip_canvas(sig: Signature, cause: Any, ctx: Any) -> None:
+    """Record every node of ``sig`` as not run (a branch not taken, a skipped foreach)."""
+    from .interp import _reason, _state_for
+    state, reason = _state_for(cause), _reason(cause)
+    for node in iter_nodes(sig):
+        if isinstance(node, foreach):
+            ctx.record(node.id, Skipped(cause))
+            ctx.emit("D", node.id, state, reason)
+            continue  # its body is a template: it has no nodes until it runs
+        if node.kind == "chain" or node.id is None:
+            continue
+        ctx.record(node.id, Skipped(cause))
+        if node.kind != "group":
+            ctx.emit("D", node.id, state, reason)
+
+
+def run_canvas(sig: Signature, value: Any, ctx: Any) -> Any:
+    """Run ``sig`` with ``value`` prepended to its entry tasks; return its outcome."""
+    from .interp import NO_INPUT, run_prog
+    if value is not NO_INPUT:
+        sig = sig.clone((value,))
+    if is_flat(sig):
+        return run_prog(to_prog(sig, False, {}), NO_INPUT, ctx)
+    return ctx.execute(sig, ctx)
+
+
+def _foreach(prog: Dyn, value: Any, ctx: Any) -> Any:
+    try:
+        items = list(value)
+    except TypeError as e:
+        raise TypeError(f"foreach needs an iterable input, got {type(value).__name__}") from e
+    body = prog.canvas.body
+    members = []
+    for i, x in enumerate(items):
+        m = rekey(body, str(i))
+        members.append(m)
+        ctx.emit("N", m.id, prog.id, m.name, m.kind, i)
+    grp = group(members)._replace(_id=f"{prog.id}:all")
+    if not members:
+        return GroupOutcome([])
+    from .interp import NO_INPUT
+    return run_canvas(_with_items(grp, items), NO_INPUT, ctx)
+
+
+def _with_items(grp: Any, items: list[Any]) -> Any:
+    """The group whose member ``i`` gets ``items[i]`` prepended."""
+    return grp._replace(tasks=tuple(t.clone((x,)) for t, x in zip(grp.tasks, items)))
+
+
+def _branch(prog: Dyn, value: Any, ctx: Any) -> Any:
+    b = prog.canvas
+    verdict = run_canvas(b.cond, value, ctx)
+    v, cause = value_of(verdict)
+    if cause is not None:
+        for part in (b.then, b.otherwise):
+            if part is not None:
+                skip_canvas(part, cause, ctx)
+        return Skipped(cause)
+    taken, other = (b.then, b.otherwise) if v else (b.otherwise, b.then)
+    ctx.emit("B", prog.id, "then" if v else "otherwise")
+    if other is not None:
+        skip_canvas(other, NotTaken("branch not taken"), ctx)
+    return value if taken is None else run_canvas(taken, value, ctx)
+
+
+def run_dynamic(prog: Dyn, inp: Any, ctx: Any) -> Any:
+    """Run a ``foreach`` or ``branch`` step; record and report it like any step."""
+    from .interp import NO_INPUT, skip
+    if prog.input:
+        inp = prog.input[0]
+    value, cause = value_of(inp)
+    if cause is not None:
+        return skip(prog, cause, ctx)
+    if ctx.revoked():
+        return skip(prog, Revoked(), ctx)
+    ctx.emit("S", prog.id, 0, ctx.host)
+    try:
+        if prog.kind == "foreach":
+            if value is NO_INPUT:
+                raise TypeError("foreach has no input to map over")
+            out = _foreach(prog, value, ctx)
+        else:
+            out = _branch(prog, value, ctx)
+    except Exception as e:  # noqa: BLE001 - reported as this step's failure
+        failed = ctx.record(prog.id, failed_from(e, prog.id, prog.kind))
+        ctx.emit("D", prog.id, "FAILURE", f"{type(e).__name__}: {e}"[:300])
+        return failed
+    ctx.record(prog.id, out)
+    _, cause = value_of(out)
+    if cause is None:
+        ctx.emit("D", prog.id, "SUCCESS", None)
+    elif isinstance(cause, Failed):
+        ctx.emit("D", prog.id, "FAILURE", f"{cause.name} failed")
+    else:
+        ctx.emit("D", prog.id, "REVOKED" if isinstance(cause, Revoked) else "NOT_RUN",
+                 getattr(cause, "reason", ""))
+    return out

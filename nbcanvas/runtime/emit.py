@@ -1,0 +1,100 @@
+"""Worker side of the event feed: buffered, batched task-state events (compile stage).
+
+Each event is a list ``[code, node id, time, ...]``:
+
+- ``S`` started (retries, host), ``R`` retry (error, countdown), ``U`` update_state
+  (state, meta), ``D`` done (state, info), ``N`` a node made at run time (parent, name, kind),
+  ``B`` a branch choice (``then``/``otherwise``).
+
+Events go into one buffer per process; a background thread sends them every 20 ms as one
+``log_event`` message per workflow, and a unit flushes before it returns, so the client sees a
+step's final state before it sees the unit's result.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+__all__ = ["TOPIC", "Sink", "WorkerSink", "jsonable", "set_sink_factory"]
+
+TOPIC: Final = "nbcanvas"
+_META_LIMIT: Final = 2000
+
+
+def jsonable(value: Any) -> Any:
+    """A msgpack/JSON-safe copy of ``value`` (reprs for the rest), cut to a sane size."""
+    try:
+        text = json.dumps(value, default=repr)
+    except (TypeError, ValueError):
+        text = json.dumps(repr(value))
+    if len(text) > _META_LIMIT:
+        return {"truncated": repr(value)[:_META_LIMIT]}
+    return json.loads(text)
+
+
+class Sink:
+    """Where events go. The base class delivers them at once to ``deliver(msg)``."""
+
+    def __init__(self, deliver: Callable[[dict[str, Any]], None]) -> None:
+        self._deliver = deliver
+
+    def emit(self, wf: str, event: list[Any]) -> None:
+        self._deliver({"wf": wf, "ev": [event]})
+
+    def flush(self) -> None:
+        """Send what is buffered (nothing here)."""
+
+
+class WorkerSink(Sink):
+    """Buffers events in the worker process; a daemon thread flushes every ``interval`` s."""
+
+    def __init__(self, deliver: Callable[[dict[str, Any]], None], interval: float = 0.02) -> None:
+        super().__init__(deliver)
+        self._buf: list[tuple[str, list[Any]]] = []
+        self._lock = threading.Lock()
+        self._interval = interval
+        self._thread: threading.Thread | None = None
+
+    def emit(self, wf: str, event: list[Any]) -> None:
+        with self._lock:
+            self._buf.append((wf, event))
+        if self._thread is None:
+            self._start()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="nbcanvas-events",
+                                                daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(self._interval)  # a pacing interval, not a wait for a condition
+            if self._buf:
+                try:
+                    self.flush()
+                except Exception:  # the worker may be closing; events are best effort here
+                    pass
+
+    def flush(self) -> None:
+        with self._lock:
+            buf, self._buf = self._buf, []
+        if not buf:
+            return
+        by_wf: dict[str, list[list[Any]]] = {}
+        for wf, ev in buf:
+            by_wf.setdefault(wf, []).append(ev)
+        for wf, evs in by_wf.items():
+            self._deliver({"wf": wf, "ev": evs})
+
+
+_factory: list[Callable[[], Sink]] = []
+
+
+def set_sink_factory(factory: Callable[[], Sink]) -> None:
+    """Used by tests and the eager runner to route events elsewhere."""
+    _factory[:] = [factory]

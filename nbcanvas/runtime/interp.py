@@ -1,0 +1,256 @@
+"""The interpreter: runs the programs of one unit, step by step, on a worker or in process.
+
+Every step gets its own id, state events, retries, time limits, revoke check and result.
+A failure becomes a value that flows downstream: later steps record ``NOT_RUN`` and the
+errback of the node that failed (or of the container that holds it) runs exactly once.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..compile.programs import Dyn, MapStep, Par, Seq, Step
+from ..errors import Retry, TaskRevokedError
+from ..task import Request
+from .emit import Sink, jsonable
+from .outcome import Failed, GroupOutcome, NotTaken, Revoked, Skipped, failed_from, value_of
+from .taskctx import BoundTask, TimeLimits, retry_delay
+
+__all__ = ["NO_INPUT", "Ctx", "run_prog", "resolve", "REVOKED", "revoke_local", "RUNNING"]
+
+
+class _NoInput:
+    def __repr__(self) -> str:
+        return "NO_INPUT"
+
+    def __reduce__(self):
+        return "NO_INPUT"
+
+
+NO_INPUT = _NoInput()
+
+#: Workflow ids revoked in this process (filled by the worker plugin, read before each step).
+REVOKED: set[str] = set()
+#: Threads running a step, by workflow id (for revoke(terminate=True)).
+RUNNING: dict[str, set[int]] = {}
+_wake: dict[str, threading.Event] = {}
+_lock = threading.Lock()
+
+
+def revoke_local(wf: str) -> list[int]:
+    """Mark ``wf`` revoked here; wake its retry waits; return the threads running its steps."""
+    with _lock:
+        REVOKED.add(wf)
+        ev = _wake.setdefault(wf, threading.Event())
+        threads = list(RUNNING.get(wf, ()))
+    ev.set()
+    return threads
+
+
+class Ctx:
+    """Everything a unit needs while it runs: its workflow, the event sink, its results."""
+
+    def __init__(self, wf: str, sink: Sink, execute: Callable[..., Any], host: str = "local",
+                 eager: bool = False) -> None:
+        self.wf, self.sink, self.execute, self.host, self.eager = wf, sink, execute, host, eager
+        self.results: dict[str, Any] = {}
+
+    def emit(self, code: str, id: str, *fields: Any) -> None:
+        self.sink.emit(self.wf, [code, id, time.time(), *fields])
+
+    def record(self, id: str, outcome: Any) -> Any:
+        self.results[id] = outcome
+        return outcome
+
+    def revoked(self) -> bool:
+        return self.wf in REVOKED
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep ``seconds`` unless the workflow is revoked meanwhile; True if revoked."""
+        if seconds <= 0:
+            return self.revoked()
+        with _lock:
+            ev = _wake.setdefault(self.wf, threading.Event())
+        return ev.wait(seconds) or self.revoked()
+
+
+def resolve(sel: Any, deps: tuple[dict[str, Any], ...]) -> Any:
+    """The input a selector (see ``compile.lower.selector``) points at."""
+    if sel is None:
+        return NO_INPUT
+    tag = sel[0]
+    if tag == "r":
+        return deps[sel[1]][sel[2]]
+    items: list[Any] = []
+    for part in sel[1]:
+        if part[0] == "x":
+            res = deps[part[1]]
+            items.extend([res[i] for i in part[2]])
+        else:
+            items.append(resolve(part, deps))
+    return GroupOutcome(items)
+
+
+# -- skipping ---------------------------------------------------------------------------------
+def _state_for(cause: Any) -> str:
+    return "REVOKED" if isinstance(cause, Revoked) else "NOT_RUN"
+
+
+def _reason(cause: Any) -> str:
+    if isinstance(cause, Failed):
+        return f"{cause.name} failed: {type(cause.exc).__name__}"
+    return cause.reason
+
+
+def skip(prog: Any, cause: Any, ctx: Ctx) -> Skipped:
+    """Record ``prog`` and everything inside it as not run because of ``cause``."""
+    out = Skipped(cause)
+    if isinstance(prog, Seq):
+        for item in prog.items:
+            skip(item, cause, ctx)
+    elif isinstance(prog, Par):
+        ctx.record(prog.id, GroupOutcome([skip(m, cause, ctx) for m in prog.members]))
+    else:
+        ctx.record(prog.id, out)
+        ctx.emit("D", prog.id, _state_for(cause), _reason(cause))
+        if isinstance(prog, Dyn):
+            from .dynamic import skip_canvas
+            skip_canvas(prog.canvas, cause, ctx)
+    _callbacks_not_run(prog, cause if isinstance(cause, Revoked) else
+                       NotTaken("callback not triggered"), ctx)
+    return out
+
+
+def _callbacks_not_run(prog: Any, cause: Any, ctx: Ctx, links: bool = True,
+                       errbacks: bool = True) -> None:
+    for cb in (prog.links if links else ()) + (prog.errbacks if errbacks else ()):
+        skip(cb, cause, ctx)
+
+
+def _callbacks(prog: Any, outcome: Any, ctx: Ctx) -> None:
+    if not prog.links and not prog.errbacks:
+        return
+    value, cause = value_of(outcome)
+    if cause is None:
+        for cb in prog.links:
+            run_prog(cb, value, ctx)
+        _callbacks_not_run(prog, NotTaken("callback not triggered"), ctx, links=False)
+    elif isinstance(cause, Failed):
+        for cb in prog.errbacks:
+            if isinstance(cb, Step) and cb.opts.get("errback_traceback"):
+                run_step(cb, NO_INPUT, ctx, prepend=(cause.exc, cause.traceback))
+            else:
+                run_prog(cb, cause.exc, ctx)
+        _callbacks_not_run(prog, NotTaken("callback not triggered"), ctx, errbacks=False)
+    else:
+        _callbacks_not_run(prog, cause, ctx)
+
+
+# -- running ----------------------------------------------------------------------------------
+def run_prog(prog: Any, inp: Any, ctx: Ctx) -> Any:
+    """Run one program on ``inp`` (``NO_INPUT``, a value or an outcome); return its outcome."""
+    if isinstance(prog, Step):
+        return run_step(prog, inp, ctx)
+    if isinstance(prog, Seq):
+        out = inp
+        for item in prog.items:
+            out = run_prog(item, out, ctx)
+        _callbacks(prog, out, ctx)
+        return out
+    if isinstance(prog, Par):
+        value, cause = value_of(inp)
+        if cause is not None:
+            return skip(prog, cause, ctx)
+        out = ctx.record(prog.id, GroupOutcome([run_prog(m, value, ctx) for m in prog.members]))
+        _callbacks(prog, out, ctx)
+        return out
+    if isinstance(prog, MapStep):
+        return run_step(prog, inp, ctx)
+    if isinstance(prog, Dyn):
+        from .dynamic import run_dynamic
+        out = run_dynamic(prog, inp, ctx)
+        _callbacks(prog, out, ctx)
+        return out
+    raise TypeError(f"not a program: {prog!r}")
+
+
+def _call(step: Any, args: tuple, kwargs: dict, retries: int, ctx: Ctx) -> Any:
+    fn = step.fn
+    if step.bind:
+        req = Request(step.id, retries, args, kwargs, ctx.wf, ctx.host, ctx.eager)
+        me = BoundTask(step, req, lambda i, s, m: ctx.emit("U", i, s, jsonable(m)))
+        if isinstance(step, MapStep):
+            return [fn(me, *x) if step.star else fn(me, x) for x in step.items]
+        return fn(me, *args, **kwargs)
+    if isinstance(step, MapStep):
+        return [fn(*x) if step.star else fn(x) for x in step.items]
+    return fn(*args, **kwargs)
+
+
+def _autoretry(opts: dict[str, Any], exc: BaseException, retries: int) -> float | None:
+    """The countdown of an automatic retry of ``exc``, or None if there is none."""
+    kinds = opts.get("autoretry_for")
+    if not kinds or not isinstance(exc, kinds):
+        return None
+    if opts.get("dont_autoretry_for") and isinstance(exc, opts["dont_autoretry_for"]):
+        return None
+    limit = opts.get("max_retries", 3)
+    if limit is not None and retries >= limit:
+        return None
+    return retry_delay(opts, retries)
+
+
+def run_step(step: Any, inp: Any, ctx: Ctx, prepend: tuple | None = None) -> Any:
+    """Run a task call with its retries; record and report its outcome; run its callbacks."""
+    if prepend is None:
+        value, cause = value_of(inp)
+        if cause is not None:
+            return skip(step, cause, ctx)
+        prepend = () if value is NO_INPUT or getattr(step, "immutable", True) else (value,)
+    opts = step.opts
+    args = prepend + step.args if isinstance(step, Step) else ()
+    kwargs = step.kwargs if isinstance(step, Step) else {}
+    if "expires_at" in opts and time.time() > opts["expires_at"]:
+        return skip(step, Revoked("expired before it started"), ctx)
+    if "not_before" in opts and ctx.wait(opts["not_before"] - time.time()):
+        return skip(step, Revoked(), ctx)
+    retries = 0
+    while True:
+        if ctx.revoked():
+            return skip(step, Revoked(), ctx)
+        ctx.emit("S", step.id, retries, ctx.host)
+        tid = threading.get_ident()
+        with _lock:
+            RUNNING.setdefault(ctx.wf, set()).add(tid)
+        try:
+            with TimeLimits(opts.get("soft_time_limit"), opts.get("time_limit")):
+                result = _call(step, args, kwargs, retries, ctx)
+        except Retry as r:
+            delay = float(r.when or 0)
+            ctx.emit("R", step.id, repr(r.exc) if r.exc is not None else "retry", delay)
+        except BaseException as e:  # noqa: BLE001 - every failure is reported, not lost
+            if isinstance(e, TaskRevokedError) and ctx.revoked():
+                return skip(step, Revoked("revoked while running (terminate=True)"), ctx)
+            if isinstance(e, (KeyboardInterrupt, SystemExit)) and not ctx.eager:
+                raise
+            delay_or_none = _autoretry(opts, e, retries)
+            if delay_or_none is None:
+                failed = ctx.record(step.id, failed_from(e, step.id, step.name))
+                ctx.emit("D", step.id, "FAILURE", f"{type(e).__name__}: {e}"[:300])
+                _callbacks(step, failed, ctx)
+                return failed
+            delay = delay_or_none
+            ctx.emit("R", step.id, f"{type(e).__name__}: {e}"[:300], delay)
+        else:
+            ctx.record(step.id, result)
+            ctx.emit("D", step.id, "SUCCESS", None)
+            _callbacks(step, result, ctx)
+            return result
+        finally:
+            with _lock:
+                RUNNING.get(ctx.wf, set()).discard(tid)
+        retries += 1
+        if ctx.wait(delay):
+            return skip(step, Revoked(), ctx)

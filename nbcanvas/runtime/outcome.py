@@ -1,0 +1,131 @@
+"""Outcomes: what a step leaves behind besides a plain value (compile stage, stdlib only).
+
+A unit returns ``{node id: outcome}``; an outcome is the plain result, or one of the classes
+here. Failures flow downstream as values, so a step after a failed one records ``NOT_RUN``
+instead of running, and the chain's errback runs exactly once.
+"""
+from __future__ import annotations
+
+import pickle
+import traceback as tb_mod
+from types import ModuleType
+from typing import Any
+
+from ..errors import RemoteError, TaskRevokedError
+
+try:  # cloudpickle (a dask dependency) ships exception classes defined in a notebook
+    import cloudpickle as _cloudpickle
+    _pickler: ModuleType = _cloudpickle
+except ImportError:  # pragma: no cover
+    _pickler = pickle
+
+__all__ = ["Failed", "Skipped", "Revoked", "NotTaken", "GroupOutcome", "value_of", "failed_from"]
+
+
+class Failed:
+    """A step raised ``exc``; ``traceback`` is the remote traceback text."""
+
+    __slots__ = ("exc", "traceback", "id", "name")
+
+    def __init__(self, exc: BaseException, traceback: str, id: str, name: str) -> None:
+        self.exc, self.traceback, self.id, self.name = exc, traceback, id, name
+
+    def __reduce__(self):
+        return (Failed, (self.exc, self.traceback, self.id, self.name))
+
+    def __repr__(self) -> str:
+        return f"<Failed {self.name}: {self.exc!r}>"
+
+
+class Revoked:
+    """The workflow was revoked before this step could start."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str = "revoked") -> None:
+        self.reason = reason
+
+    def __reduce__(self):
+        return (Revoked, (self.reason,))
+
+    @property
+    def exc(self) -> BaseException:
+        return TaskRevokedError(self.reason)
+
+    traceback = None
+
+
+class NotTaken:
+    """A branch that was not chosen, or a callback that was not triggered."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __reduce__(self):
+        return (NotTaken, (self.reason,))
+
+    @property
+    def exc(self) -> BaseException:
+        from ..errors import NbcanvasError
+        return NbcanvasError(f"this step did not run: {self.reason}")
+
+    traceback = None
+
+
+class Skipped:
+    """A step that did not run because of ``cause`` (a Failed, Revoked or NotTaken)."""
+
+    __slots__ = ("cause",)
+
+    def __init__(self, cause: Failed | Revoked | NotTaken) -> None:
+        self.cause = cause
+
+    def __reduce__(self):
+        return (Skipped, (self.cause,))
+
+    def __repr__(self) -> str:
+        return f"<Skipped: {self.cause!r}>"
+
+
+class GroupOutcome:
+    """The outcomes of a group's members, in order."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+
+    def __reduce__(self):
+        return (GroupOutcome, (self.items,))
+
+
+def value_of(outcome: Any) -> tuple[Any, Failed | Revoked | NotTaken | None]:
+    """(plain value, None) or (None, cause). Groups give the list of member values, or the
+    cause of their first member that did not succeed."""
+    if isinstance(outcome, GroupOutcome):
+        values = []
+        for item in outcome.items:
+            v, cause = value_of(item)
+            if cause is not None:
+                return None, cause
+            values.append(v)
+        return values, None
+    if isinstance(outcome, Failed):
+        return None, outcome
+    if isinstance(outcome, Skipped):
+        return None, outcome.cause
+    return outcome, None
+
+
+def failed_from(exc: BaseException, id: str, name: str) -> Failed:
+    """A Failed that is sure to travel: an unpicklable exception becomes a RemoteError."""
+    text = "".join(tb_mod.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        _pickler.loads(_pickler.dumps(exc))
+    except Exception:
+        exc = RemoteError(f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc))
+    else:
+        exc.__traceback__ = None  # the text above keeps it; frames don't pickle
+    return Failed(exc, text, id, name)

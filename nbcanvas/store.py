@@ -1,0 +1,163 @@
+"""The state store: per workflow, node id -> state, meta and times; fed by events (observe stage).
+
+Thread-safe. The live widget, the coloured SVG, the text progress line and
+``AsyncResult.state`` all read it. Observers are called after each batch of events; they
+rate-limit themselves.
+
+>>> s = StateStore("wf", {"a": ("signature", "add", 0, None)})
+>>> s.apply({"wf": "wf", "ev": [["S", "a", 1.0, 0, "w1"], ["D", "a", 2.0, "SUCCESS", None]]})
+>>> s.state("a"), s.counts()["SUCCESS"], s.done_total()
+('SUCCESS', 1, (1, 1))
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .states import READY_STATES
+
+__all__ = ["NodeState", "StateStore", "TASK_KINDS"]
+
+#: Node kinds that count as work in progress bars (groups and chains are containers).
+TASK_KINDS = frozenset({"signature", "xmap", "foreach", "branch", "callback"})
+
+
+class NodeState:
+    """What is known of one node."""
+
+    __slots__ = ("state", "meta", "started", "finished", "retries", "info", "host")
+
+    def __init__(self) -> None:
+        self.state = "PENDING"
+        self.meta: Any = None
+        self.started: float | None = None
+        self.finished: float | None = None
+        self.retries = 0
+        self.info: Any = None
+        self.host: str | None = None
+
+    def as_list(self) -> list[Any]:
+        return [self.state, self.meta, self.started, self.finished, self.retries, self.info]
+
+
+class StateStore:
+    """States of one workflow's nodes. ``nodes`` maps id -> (kind, name, step, parent)."""
+
+    def __init__(self, workflow_id: str, nodes: dict[str, tuple[str, str, int, str | None]]) -> None:
+        self.workflow_id = workflow_id
+        self.nodes = dict(nodes)
+        self._states: dict[str, NodeState] = {}
+        self._cond = threading.Condition()
+        self._observers: list[Callable[[StateStore], None]] = []
+        self.version = 0
+        self.created = time.time()
+        self.branches: dict[str, str] = {}
+
+    # -- feeding --------------------------------------------------------------------------------
+    def _node(self, id: str) -> NodeState:
+        st = self._states.get(id)
+        if st is None:
+            st = self._states[id] = NodeState()
+        return st
+
+    def apply(self, msg: dict[str, Any]) -> None:
+        """Apply one event message ``{"wf": ..., "ev": [[code, id, t, ...], ...]}``."""
+        with self._cond:
+            for ev in msg["ev"]:
+                self._apply_one(ev)
+            self.version += 1
+            self._cond.notify_all()
+            observers = list(self._observers)
+        for fn in observers:
+            try:
+                fn(self)
+            except Exception:  # an observer must never break the feed
+                pass
+
+    def _apply_one(self, ev: list[Any]) -> None:
+        code, id, t = ev[0], ev[1], ev[2]
+        if code == "N":
+            parent = ev[3]
+            pkind = self.nodes.get(parent, ("", "", 0, None))
+            self.nodes.setdefault(id, (ev[5] if ev[5] != "signature" else "signature", ev[4],
+                                       pkind[2], parent))
+            return
+        if code == "B":
+            self.branches[id] = ev[3]
+            return
+        st = self._node(id)
+        if st.state in READY_STATES:  # a final state is never undone by a late event
+            return
+        if code == "S":
+            st.state, st.retries, st.host = "STARTED", ev[3], ev[4]
+            st.started = st.started or t
+        elif code == "R":
+            st.state, st.info = "RETRY", ev[3]
+            st.retries += 1
+        elif code == "U":
+            st.state, st.meta = ev[3], ev[4]
+        elif code == "D":
+            st.state, st.info, st.finished = ev[3], ev[4], t
+
+    def load(self, states: dict[str, list[Any]], nodes: dict[str, Any] | None = None) -> None:
+        """Merge a snapshot (e.g. from the scheduler's record when re-attaching)."""
+        with self._cond:
+            if nodes:
+                for k, v in nodes.items():
+                    self.nodes.setdefault(k, tuple(v))  # type: ignore[arg-type]
+            for id, row in states.items():
+                st = self._node(id)
+                if st.state in READY_STATES:
+                    continue
+                st.state, st.meta, st.started, st.finished, st.retries, st.info = row[:6]
+            self.version += 1
+            self._cond.notify_all()
+
+    # -- reading ----------------------------------------------------------------------------------
+    def state(self, id: str) -> str:
+        st = self._states.get(id)
+        return st.state if st is not None else "PENDING"
+
+    def get(self, id: str) -> NodeState | None:
+        return self._states.get(id)
+
+    def task_ids(self) -> list[str]:
+        return [i for i, n in self.nodes.items() if n[0] in TASK_KINDS]
+
+    def counts(self, ids: Iterable[str] | None = None) -> Counter[str]:
+        with self._cond:
+            ids = self.task_ids() if ids is None else ids
+            return Counter(self.state(i) for i in ids)
+
+    def done_total(self, ids: Iterable[str] | None = None) -> tuple[int, int]:
+        c = self.counts(ids)
+        return sum(v for k, v in c.items() if k in READY_STATES), sum(c.values())
+
+    def snapshot(self) -> dict[str, str]:
+        """id -> state for every node with a known state."""
+        with self._cond:
+            return {i: s.state for i, s in self._states.items()}
+
+    def finished(self) -> bool:
+        done, total = self.done_total()
+        return total > 0 and done == total
+
+    def wait(self, predicate: Callable[[StateStore], bool], timeout: float | None = None) -> bool:
+        """Block until ``predicate(store)`` holds (re-checked after every event batch)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: predicate(self), timeout)
+
+    # -- observers ----------------------------------------------------------------------------------
+    def subscribe(self, fn: Callable[[StateStore], None]) -> Callable[[], None]:
+        """Call ``fn(store)`` after every event batch; returns the unsubscribe function."""
+        with self._cond:
+            self._observers.append(fn)
+
+        def unsubscribe() -> None:
+            with self._cond:
+                if fn in self._observers:
+                    self._observers.remove(fn)
+        return unsubscribe
