@@ -29,7 +29,7 @@ def _lookup(id: str, app: Any) -> WorkflowHandle:
     h = find_handle(id)
     if h is not None:
         return h
-    from .cluster import reattach  # another process sent it: ask the scheduler
+    from .submit import reattach  # another process sent it: ask the scheduler
     return reattach(id, app)
 
 
@@ -264,7 +264,7 @@ class GroupResult(_Result):
 
     def save(self) -> GroupResult:
         """Keep this group findable by id (``GroupResult.restore``) until ``forget()``."""
-        from .cluster import save_group
+        from .submit import save_group
         save_group(self)
         return self
 

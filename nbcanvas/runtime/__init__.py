@@ -81,8 +81,9 @@ def execute_on_cluster(sig: Any, ctx: Ctx) -> Any:
         cg = compile_canvas(sig, ctx.wf, parallelism=nthreads)
         ctx.sink.flush()
         graph = to_dask_graph(cg)
-        futures = client.get(graph, list(cg.units), sync=False)
-        done = dict(zip(futures, client.gather(list(futures.values()))))
+        keys = list(cg.units)
+        futures = client.get(graph, keys, sync=False)
+        done = dict(zip(keys, client.gather(futures)))
     for res in done.values():
         ctx.results.update(res)
     return outcome_at(cg.result, done)

@@ -81,15 +81,17 @@ class WorkerSink(Sink):
                     pass
 
     def flush(self) -> None:
+        # Delivering under the lock keeps events in order: a unit's final flush never
+        # overtakes an earlier batch that the background thread has taken.
         with self._lock:
             buf, self._buf = self._buf, []
-        if not buf:
-            return
-        by_wf: dict[str, list[list[Any]]] = {}
-        for wf, ev in buf:
-            by_wf.setdefault(wf, []).append(ev)
-        for wf, evs in by_wf.items():
-            self._deliver({"wf": wf, "ev": evs})
+            if not buf:
+                return
+            by_wf: dict[str, list[list[Any]]] = {}
+            for wf, ev in buf:
+                by_wf.setdefault(wf, []).append(ev)
+            for wf, evs in by_wf.items():
+                self._deliver({"wf": wf, "ev": evs})
 
 
 _factory: list[Callable[[], Sink]] = []

@@ -217,13 +217,17 @@ def run_step(step: Any, inp: Any, ctx: Ctx, prepend: tuple | None = None) -> Any
     if "not_before" in opts and ctx.wait(opts["not_before"] - time.time()):
         return skip(step, Revoked(), ctx)
     retries = 0
+    tid = threading.get_ident()
     while True:
-        if ctx.revoked():
+        with _lock:  # admit the step atomically with respect to revoke_local()
+            if ctx.wf in REVOKED:
+                admitted = False
+            else:
+                admitted = True
+                RUNNING.setdefault(ctx.wf, set()).add(tid)
+                ctx.emit("S", step.id, retries, ctx.host)
+        if not admitted:
             return skip(step, Revoked(), ctx)
-        ctx.emit("S", step.id, retries, ctx.host)
-        tid = threading.get_ident()
-        with _lock:
-            RUNNING.setdefault(ctx.wf, set()).add(tid)
         try:
             with TimeLimits(opts.get("soft_time_limit"), opts.get("time_limit")):
                 result = _call(step, args, kwargs, retries, ctx)

@@ -1,0 +1,173 @@
+"""Where workflows run, first match wins (run stage):
+
+1. ``App(client=...)`` / ``App(address=...)`` / ``app.connect(address | client)``;
+2. a ``distributed.Client`` that is already current;
+3. ``DASK_SCHEDULER_ADDRESS`` or dask's ``scheduler-address`` config;
+4. otherwise an embedded ``LocalCluster`` (worker processes, one per core) started on first use,
+   quiet, and closed at interpreter exit.
+
+Each client gets the nbcanvas scheduler/worker plugins and one event subscription, once.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from typing import Any
+
+import dask
+from distributed import Client
+
+from .errors import ImproperlyConfigured
+from .events import dispatch
+from .plugins import NbcanvasScheduler, NbcanvasWorker
+from .runtime.emit import TOPIC
+
+__all__ = ["Connection", "connection", "connect", "embedded_cluster", "close_embedded",
+           "CONNECT_TIMEOUT"]
+
+CONNECT_TIMEOUT = 5.0
+_lock = threading.RLock()
+_connections: dict[str, Connection] = {}
+_embedded: list[Any] = []  # [LocalCluster, Client]
+
+
+class Connection:
+    """A client with the nbcanvas plugins registered and the event topic subscribed."""
+
+    def __init__(self, client: Client, embedded: bool = False) -> None:
+        self.client = client
+        self.embedded = embedded
+        try:
+            client.register_plugin(NbcanvasScheduler())
+            client.register_plugin(NbcanvasWorker(0.0 if embedded else None))
+        except Exception as e:  # e.g. nbcanvas not installed where the scheduler runs
+            raise ImproperlyConfigured(
+                f"could not install nbcanvas on the cluster at {client.scheduler.address}: "
+                f"{type(e).__name__}: {e}. nbcanvas must be installed on the scheduler and the "
+                f"workers (like any library your tasks import)") from e
+        client.subscribe_topic(TOPIC, dispatch)
+        if embedded:
+            self._tune()
+
+    def _tune(self) -> None:
+        """No batching delay on the embedded cluster's streams: lower latency, more messages.
+
+        distributed batches messages every 10 ms (client), 5 ms (scheduler) and 2 ms (worker);
+        for a laptop-sized cluster the round trip of a small workflow is dominated by those waits.
+        """
+        self.client.scheduler_comm.interval = 0.0
+        self.client.sync(self.client.scheduler.nbcanvas_tune, client=self.client.id, interval=0.0)
+
+    @property
+    def nthreads(self) -> int:
+        """Total worker threads (cached by the client; refreshed by distributed)."""
+        info = self.client.scheduler_info()
+        return sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()) or 1
+
+    def worker_resources(self) -> set[str]:
+        info = self.client.scheduler_info()
+        return {r for w in info.get("workers", {}).values() for r in (w.get("resources") or {})}
+
+    def rpc(self, name: str, **kwargs: Any) -> Any:
+        """Call a handler of the nbcanvas scheduler plugin."""
+        return self.client.sync(getattr(self.client.scheduler, name), **kwargs)
+
+    def send(self, msg: dict[str, Any]) -> None:
+        """Send on the client's ordered stream (the record goes just before its graph)."""
+        self.client._send_to_scheduler(msg)
+
+
+def _for_client(client: Client, embedded: bool = False) -> Connection:
+    with _lock:
+        conn = _connections.get(client.id)
+        if conn is None or conn.client.status in ("closed", "closing"):
+            conn = _connections[client.id] = Connection(client, embedded)
+        return conn
+
+
+def _client_for_address(address: str) -> Client:
+    try:
+        return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError) as e:
+        raise ImproperlyConfigured(
+            f"could not reach a dask scheduler at {address!r} within {CONNECT_TIMEOUT:g} s "
+            f"({type(e).__name__}). Is it running? Start one with `dask scheduler`, or leave "
+            f"the address unset to use an embedded LocalCluster") from e
+
+
+def embedded_cluster() -> Client:
+    """The embedded LocalCluster's client, started on first use (one worker process per core)."""
+    with _lock:
+        if _embedded and _embedded[1].status == "running":
+            return _embedded[1]
+        from distributed import LocalCluster
+        n = os.cpu_count() or 2
+        with dask.config.set({"distributed.scheduler.worker-saturation": "inf"}):
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                   dashboard_address=":0", silence_logs=logging.ERROR)
+            client = Client(cluster, set_as_default=False)
+        _embedded[:] = [cluster, client]
+        atexit.register(close_embedded)
+        return client
+
+
+def close_embedded() -> None:
+    """Close the embedded cluster (at exit; tests may call it)."""
+    with _lock:
+        if not _embedded:
+            return
+        cluster, client = _embedded
+        _embedded.clear()
+        _connections.pop(client.id, None)
+    try:
+        client.close()
+        cluster.close()
+    except Exception:
+        pass
+
+
+def _current_client() -> Client | None:
+    from distributed.client import _get_global_client
+    c = _get_global_client()
+    return c if c is not None and c.status == "running" else None
+
+
+def connection(app: Any = None) -> Connection:
+    """The connection for ``app`` (or the current app), following the order above."""
+    if app is None:
+        from .app import current_app
+        app = current_app()
+    target = getattr(app, "_target", None)
+    if target is not None:
+        cached = getattr(app, "_runtime", None)
+        if cached is not None and cached.client.status == "running":
+            return cached
+        client = _client_for_address(target) if isinstance(target, str) else target
+        app._runtime = _for_client(client)
+        return app._runtime
+    client = _current_client()
+    if client is not None:
+        return _for_client(client)
+    address = os.environ.get("DASK_SCHEDULER_ADDRESS") or dask.config.get("scheduler-address",
+                                                                          None)
+    if address:
+        with _lock:
+            for conn in _connections.values():
+                if conn.client.scheduler.address == address and conn.client.status == "running":
+                    return conn
+        return _for_client(_client_for_address(address))
+    return _for_client(embedded_cluster(), embedded=True)
+
+
+def connect(target: Any = None) -> Client:
+    """``nc.connect("tcp://host:8786")`` or ``nc.connect(client)``: where the current app runs.
+
+    Without a target, returns the client in use (starting the embedded cluster if needed).
+    """
+    from .app import current_app
+    app = current_app()
+    if target is not None:
+        app.connect(target)
+    return connection(app).client

@@ -1,0 +1,209 @@
+"""The scheduler plugin and the worker plugin (run stage).
+
+Scheduler side: one record per workflow (structure, node table, keys, states fed by the
+event topic), kept -- with its results -- until ``forget()``; lookups for re-attaching; the
+workflow list; race-free revoke. Worker side: the revoke handler that fills the runtime's
+local revoked set and, with ``terminate``, interrupts running steps.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
+
+from .runtime.emit import TOPIC
+
+__all__ = ["NbcanvasScheduler", "NbcanvasWorker", "HOLDER", "summary"]
+
+#: The pseudo-client that keeps a workflow's results alive on the scheduler until forget().
+HOLDER = "nbcanvas-records"
+_READY = ("SUCCESS", "FAILURE", "REVOKED", "NOT_RUN")
+_TASK_KINDS = ("signature", "xmap", "foreach", "branch", "callback")
+
+
+def summary(rec: dict[str, Any]) -> dict[str, Any]:
+    """The row of ``nc.workflows()``: name, state, done/total, times."""
+    states = rec["states"]
+    ids = [i for i, n in rec["nodes"].items() if n[0] in _TASK_KINDS]
+    ids += [i for i, n in rec["dyn"].items() if n[0] in _TASK_KINDS]
+    counts: dict[str, int] = {}
+    for i in ids:
+        s = states.get(i, ["PENDING"])[0]
+        counts[s] = counts.get(s, 0) + 1
+    done = sum(v for k, v in counts.items() if k in _READY)
+    if rec.get("revoked"):
+        state = "REVOKED" if done == len(ids) else "REVOKING"
+    elif done == len(ids) and ids:
+        state = "FAILURE" if counts.get("FAILURE") else "SUCCESS"
+    elif any(k not in ("PENDING",) for k in counts):
+        state = "FAILURE" if counts.get("FAILURE") else "STARTED"
+    else:
+        state = "PENDING"
+    finished = max((s[3] or 0 for s in states.values() if s[3]), default=None) \
+        if done == len(ids) else None
+    started = min((s[2] for s in states.values() if s[2]), default=None)
+    return {"id": rec["id"], "name": rec["name"], "state": state, "done": done,
+            "total": len(ids), "counts": counts, "created": rec["created"], "started": started,
+            "finished": finished}
+
+
+class NbcanvasScheduler(SchedulerPlugin):
+    """Workflow records on the scheduler."""
+
+    name = "nbcanvas"
+    idempotent = True
+
+    def __init__(self) -> None:
+        self.records: dict[str, dict[str, Any]] = {}
+        self.index: dict[str, str] = {}          # any node id -> workflow id
+        self.revoked: set[str] = set()
+        self.groups: set[str] = set()            # saved GroupResult ids
+        self._pending_keys: dict[str, str] = {}  # key -> workflow id, until the graph arrives
+
+    async def start(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+        scheduler.stream_handlers["nbcanvas-register"] = self.register
+        scheduler.handlers.update({
+            "nbcanvas_lookup": self.lookup, "nbcanvas_list": self.list,
+            "nbcanvas_revoke": self.revoke, "nbcanvas_forget": self.forget,
+            "nbcanvas_revoked": self.get_revoked, "nbcanvas_save_group": self.save_group,
+            "nbcanvas_tune": self.tune})
+
+    # -- records -----------------------------------------------------------------------------
+    def register(self, client: str | None = None, record: dict[str, Any] | None = None,
+                 **_: Any) -> None:
+        """Stream handler: the record arrives just before the graph, on the same stream."""
+        assert record is not None
+        wf = record["id"]
+        record.setdefault("states", {})
+        record.setdefault("dyn", {})
+        record.setdefault("branches", {})
+        record["client"] = client
+        self.records[wf] = record
+        for node_id in record["nodes"]:
+            self.index[node_id] = wf
+        for key in record["keys"]:
+            self._pending_keys[key] = wf
+
+    def update_graph(self, scheduler: Any, *, keys: Any = None, tasks: Any = None,
+                     **kwargs: Any) -> None:
+        mine = [k for k in (tasks or ()) if k in self._pending_keys]
+        if mine:
+            for k in mine:
+                del self._pending_keys[k]
+            scheduler.client_desires_keys(mine, HOLDER)
+
+    def log_event(self, topic: str, msg: Any) -> None:
+        if topic != TOPIC or not isinstance(msg, dict):
+            return
+        rec = self.records.get(msg.get("wf"))
+        if rec is None:
+            return
+        states = rec["states"]
+        for ev in msg["ev"]:
+            code, id, t = ev[0], ev[1], ev[2]
+            if code == "N":
+                rec["dyn"][id] = [ev[5], ev[4], 0, ev[3]]
+                self.index[id] = rec["id"]
+                continue
+            if code == "B":
+                rec["branches"][id] = ev[3]
+                continue
+            row = states.get(id)
+            if row is None:
+                row = states[id] = ["PENDING", None, None, None, 0, None]
+            if row[0] in _READY:
+                continue
+            if code == "S":
+                row[0], row[4] = "STARTED", ev[3]
+                row[2] = row[2] or t
+            elif code == "R":
+                row[0], row[5] = "RETRY", ev[3]
+            elif code == "U":
+                row[0], row[1] = ev[3], ev[4]
+            elif code == "D":
+                row[0], row[5], row[3] = ev[3], ev[4], t
+
+    # -- handlers ------------------------------------------------------------------------------
+    def lookup(self, id: str | None = None, **_: Any) -> dict[str, Any] | None:
+        wf = self.index.get(id) if id not in self.records else id
+        return None if wf is None else self.records.get(wf)
+
+    def list(self, **_: Any) -> list[dict[str, Any]]:
+        return [summary(r) for r in self.records.values()]
+
+    def get_revoked(self, **_: Any) -> list[str]:
+        return sorted(self.revoked)
+
+    def save_group(self, id: str | None = None, **_: Any) -> bool:
+        if id not in self.index:
+            return False
+        self.groups.add(id)
+        return True
+
+    async def revoke(self, wf: str | None = None, terminate: bool = False, **_: Any) -> int:
+        """Tell every worker, wait for all acknowledgements; then no step of ``wf`` can start."""
+        assert wf is not None
+        self.revoked.add(wf)
+        rec = self.records.get(wf)
+        if rec is not None:
+            rec["revoked"] = time.time()
+        addrs = list(self.scheduler.workers)
+        acks = await asyncio.gather(*[
+            self.scheduler.rpc(a).nbcanvas_revoke(wf=wf, terminate=terminate) for a in addrs],
+            return_exceptions=True)
+        return sum(1 for a in acks if a == "OK")
+
+    def forget(self, wf: str | None = None, **_: Any) -> bool:
+        rec = self.records.pop(wf, None)  # type: ignore[arg-type]
+        if rec is None:
+            return False
+        for node_id in list(rec["nodes"]) + list(rec["dyn"]):
+            self.index.pop(node_id, None)
+        keys = [k for k in rec["keys"] if k in self.scheduler.tasks]
+        if keys:
+            self.scheduler.client_releases_keys(keys, HOLDER, stimulus_id=f"nbcanvas-forget-{wf}")
+        return True
+
+    def tune(self, client: str | None = None, interval: float = 0.0, **_: Any) -> None:
+        """Send to ``client`` and to every worker without batching delay (embedded cluster)."""
+        comm = self.scheduler.client_comms.get(client)
+        if comm is not None:
+            comm.interval = interval
+        for bcomm in self.scheduler.stream_comms.values():
+            bcomm.interval = interval
+
+
+class NbcanvasWorker(WorkerPlugin):
+    """Revoke on the worker: fill the local set, ack; with terminate, interrupt steps."""
+
+    name = "nbcanvas"
+    idempotent = True
+
+    def __init__(self, batch_interval: float | None = None) -> None:
+        self.batch_interval = batch_interval
+
+    async def setup(self, worker: Any) -> None:
+        from .runtime.interp import revoke_local
+        worker.handlers["nbcanvas_revoke"] = self._revoke
+        if self.batch_interval is not None:
+            worker.batched_stream.interval = self.batch_interval
+        try:  # a worker that joins later learns what is already revoked
+            for wf in await worker.scheduler.nbcanvas_revoked():
+                revoke_local(wf)
+        except Exception:
+            pass
+
+    @staticmethod
+    def _revoke(comm: Any = None, wf: str | None = None, terminate: bool = False) -> str:
+        from .errors import TaskRevokedError
+        from .runtime.interp import revoke_local
+        from .runtime.taskctx import interrupt_thread
+        assert wf is not None
+        threads = revoke_local(wf)
+        if terminate:
+            for tid in threads:
+                interrupt_thread(tid, TaskRevokedError)
+        return "OK"

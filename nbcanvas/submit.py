@@ -1,0 +1,176 @@
+"""One workflow, one submission (run stage).
+
+``submit`` compiles the frozen canvas, sends its record to the scheduler plugin and its graph
+with one ``client.get(..., sync=False)`` on the same ordered stream: no client round trip
+between steps. ``reattach`` rebuilds a handle from the scheduler's record in another process.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .canvas import Signature, iter_nodes
+from .cluster import Connection, connection
+from .compile import Lst, Ref, compile_canvas
+from .compile.taskspec import to_dask_graph
+from .eager import _app_of, node_rows
+from .errors import ImproperlyConfigured, ResultNotFound, TimeoutError, WorkflowLost
+from .events import get_store, register_store
+from .handle import WorkflowHandle, find_handle, register_handle
+from .store import StateStore
+
+__all__ = ["submit", "reattach", "save_group", "ClusterBackend", "encode_where", "decode_where"]
+
+
+class ClusterBackend:
+    """Results held as futures on the cluster (and by the scheduler plugin until forget)."""
+
+    def __init__(self, conn: Connection, futures: dict[str, Any]) -> None:
+        self.conn = conn
+        self.futures = futures
+
+    def gather(self, keys: list[str], timeout: float | None) -> dict[str, dict[str, Any]]:
+        from distributed import wait
+        futs = [self.futures[k] for k in keys]
+        if timeout is not None:
+            try:
+                wait(futs, timeout=timeout)
+            except TimeoutError:
+                raise
+            except Exception as e:  # distributed raises its own TimeoutError type
+                if "Timeout" in type(e).__name__ or isinstance(e, TimeoutError.__mro__[1]):
+                    raise TimeoutError(f"not ready after {timeout} s (nothing was cancelled)") from None
+                raise
+        try:
+            values = self.conn.client.gather(futs)
+        except Exception as e:
+            bad = [f.key for f in futs if f.status == "error"]
+            raise WorkflowLost(f"the cluster could not finish unit {bad[0] if bad else '?'}: "
+                               f"{type(e).__name__}: {e}") from e
+        return dict(zip(keys, values))
+
+    def done(self, keys: list[str]) -> bool:
+        return all(self.futures[k].done() for k in keys)
+
+    def revoke(self, handle: WorkflowHandle, terminate: bool) -> None:
+        self.conn.rpc("nbcanvas_revoke", wf=handle.id, terminate=terminate)
+
+    def forget(self, handle: WorkflowHandle) -> None:
+        self.conn.rpc("nbcanvas_forget", wf=handle.id)
+        for f in self.futures.values():
+            f.release()
+        self.futures.clear()
+
+    def future(self, key: str) -> Any:
+        return self.futures.get(key)
+
+
+def encode_where(w: Ref | Lst) -> Any:
+    return ["r", w.key, w.id] if isinstance(w, Ref) else ["l", [encode_where(i) for i in w.items]]
+
+
+def decode_where(x: Any) -> Ref | Lst:
+    return Ref(x[1], x[2]) if x[0] == "r" else Lst(tuple(decode_where(i) for i in x[1]))
+
+
+def _check_routing(conn: Connection, cg: Any) -> None:
+    wanted = {r for u in cg.units.values() for r in (u.routing.get("resources") or {})}
+    wanted |= {str(u.routing["queue"]) for u in cg.units.values() if u.routing.get("queue")}
+    if wanted:
+        have = conn.worker_resources()
+        missing = sorted(wanted - have)
+        if missing:
+            raise ImproperlyConfigured(
+                f"no worker has the resource(s) {', '.join(map(repr, missing))} that the "
+                f"workflow asks for (queue=/resources=); start workers with e.g. "
+                f"`dask worker ADDRESS --resources \"{missing[0]}=1\"`")
+
+
+def _name_unpicklable(cg: Any, error: Exception) -> Exception:
+    """Find the argument that cannot be pickled, to name it with its task."""
+    import cloudpickle
+    for unit in cg.units.values():
+        for prog, _ in unit.progs:
+            stack = [prog]
+            while stack:
+                p = stack.pop()
+                stack.extend(getattr(p, "items", ()) or ())
+                stack.extend(getattr(p, "members", ()) or ())
+                stack.extend(p.links + p.errbacks)
+                for i, a in enumerate(list(getattr(p, "args", ())) +
+                                      list(getattr(p, "kwargs", {}).values())):
+                    try:
+                        cloudpickle.dumps(a)
+                    except Exception as e:
+                        return TypeError(f"task {getattr(p, 'name', '?')!r}: argument {i} "
+                                         f"({type(a).__name__}: {a!r:.60}) cannot be sent to the "
+                                         f"cluster: {type(e).__name__}: {e}")
+    return error
+
+
+def submit(sig: Signature) -> Any:
+    """Send a frozen canvas as one graph; returns its AsyncResult or GroupResult."""
+    from .result import result_for
+    app = _app_of(sig)
+    conn = connection(app)
+    wf = sig.id
+    cg = compile_canvas(sig, wf, parallelism=conn.nthreads, fusion=getattr(app, "fusion", True),
+                        batching=getattr(app, "batching", True))
+    _check_routing(conn, cg)
+    rows = node_rows(cg)
+    store = register_store(StateStore(wf, {i: r[:4] for i, r in rows.items()}))
+    graph = to_dask_graph(cg)
+    record = {"id": wf, "name": _name_of(sig), "structure": sig.to_dict(strict=False),
+              "nodes": {i: list(r) for i, r in rows.items()}, "result": encode_where(cg.result),
+              "keys": list(cg.units), "created": store.created}
+    conn.send({"op": "nbcanvas-register", "record": record})
+    try:
+        keys = list(cg.units)
+        futures = dict(zip(keys, conn.client.get(graph, keys, sync=False)))
+    except Exception as e:
+        conn.rpc("nbcanvas_forget", wf=wf)
+        raise _name_unpicklable(cg, e) from e
+    handle = WorkflowHandle(wf, rows, cg.result, store, ClusterBackend(conn, futures), canvas=sig,
+                            app=app, name=record["name"])
+    return result_for(wf, register_handle(handle))
+
+
+def _name_of(sig: Signature) -> str:
+    names = []
+    for node in iter_nodes(sig, include_callbacks=False):
+        if node._type is not None and node.name not in names:
+            names.append(node.name)
+        if len(names) == 3:
+            break
+    kind = sig.kind if sig.kind != "signature" else ""
+    return (f"{kind}: " if kind else "") + " → ".join(names)
+
+
+def reattach(id: str, app: Any = None) -> WorkflowHandle:
+    """A handle for a workflow sent by another process, from the scheduler's record."""
+    from distributed import Future
+    h = find_handle(id)
+    if h is not None:
+        return h
+    conn = connection(app)
+    rec = conn.rpc("nbcanvas_lookup", id=id)
+    if rec is None:
+        raise ResultNotFound(f"no workflow with a task or result id {id!r} is known to the "
+                             f"scheduler at {conn.client.scheduler.address}: it was never sent "
+                             f"there, or it was forgotten")
+    wf = rec["id"]
+    rows = {i: (r[0], r[1], r[2], r[3], r[4], tuple(r[5])) for i, r in rec["nodes"].items()}
+    store = get_store(wf) or register_store(StateStore(wf, {i: r[:4] for i, r in rows.items()}))
+    store.load(rec["states"], rec["dyn"])
+    store.branches.update(rec.get("branches", {}))
+    futures = {k: Future(k, conn.client) for k in rec["keys"]}
+    handle = WorkflowHandle(wf, rows, decode_where(rec["result"]), store,
+                            ClusterBackend(conn, futures), structure=rec["structure"], app=app,
+                            name=rec["name"])
+    return register_handle(handle)
+
+
+def save_group(result: Any) -> None:
+    """Mark a GroupResult as saved (its workflow record already keeps it until forget)."""
+    backend = result.handle.backend
+    if isinstance(backend, ClusterBackend):
+        backend.conn.rpc("nbcanvas_save_group", id=result.id)
