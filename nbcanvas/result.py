@@ -105,9 +105,19 @@ class AsyncResult(_Result):
     # -- state -------------------------------------------------------------------------------
     @property
     def state(self) -> str:
-        """PENDING, STARTED, RETRY, SUCCESS, FAILURE, REVOKED, NOT_RUN or a custom state."""
+        """PENDING, STARTED, RETRY, SUCCESS, FAILURE, REVOKED, NOT_RUN or a custom state.
+
+        The result of a whole workflow (the id ``delay()`` returned) reports the workflow's
+        progress while its last step waits: e.g. ``PROGRESS`` while a header task of a chord
+        reports it with ``update_state``.
+        """
         h = self._known()
-        return h.store.state(self.id) if h is not None else PENDING
+        if h is None:
+            return PENDING
+        own = h.store.state(self.id)
+        if own == PENDING and self.id == h.id:
+            return h.store.progress_state()[0]
+        return own
 
     status = state
 
@@ -129,6 +139,8 @@ class AsyncResult(_Result):
         if h is None:
             return None
         st = h.store.get(self.id)
+        if (st is None or st.state == PENDING) and self.id == h.id:
+            return h.store.progress_state()[1]
         if st is not None and st.state not in READY_STATES:
             return st.meta if st.meta is not None else (
                 {"hostname": st.host} if st.host else None)

@@ -55,6 +55,8 @@ class StateStore:
         self.version = 0
         self.created = time.time()
         self.branches: dict[str, str] = {}
+        #: (node id, state, meta) of the latest update_state, for the workflow's own progress
+        self.latest: tuple[str, str, Any] | None = None
 
     # -- feeding --------------------------------------------------------------------------------
     def _node(self, id: str) -> NodeState:
@@ -99,6 +101,7 @@ class StateStore:
             st.retries += 1
         elif code == "U":
             st.state, st.meta = ev[3], ev[4]
+            self.latest = (id, ev[3], ev[4])
         elif code == "D":
             st.state, st.info, st.finished = ev[3], ev[4], t
 
@@ -140,6 +143,20 @@ class StateStore:
         """id -> state for every node with a known state."""
         with self._cond:
             return {i: s.state for i, s in self._states.items()}
+
+    def progress_state(self) -> tuple[str, Any]:
+        """(state, meta) of the workflow as a whole while it runs: the latest custom state of
+        a running step (e.g. ``PROGRESS`` and its meta), else ``STARTED``, else ``PENDING``."""
+        with self._cond:
+            if self.latest is not None and self.state(self.latest[0]) == self.latest[1]:
+                return self.latest[1], self.latest[2]
+            running = [s for s in self._states.values() if s.state not in READY_STATES
+                       and s.state != "PENDING"]
+            if running:
+                return running[0].state, running[0].meta
+            if any(s.state in READY_STATES for s in self._states.values()):
+                return "STARTED", None
+            return "PENDING", None
 
     def finished(self) -> bool:
         done, total = self.done_total()

@@ -6,6 +6,7 @@ between steps. ``reattach`` rebuilds a handle from the scheduler's record in ano
 """
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 from .canvas import Signature, iter_nodes
@@ -29,19 +30,19 @@ class ClusterBackend:
         self.futures = futures
 
     def gather(self, keys: list[str], timeout: float | None) -> dict[str, dict[str, Any]]:
-        from distributed import wait
+        from distributed.client import _wait
         futs = [self.futures[k] for k in keys]
-        if timeout is not None:
+        client = self.conn.client
+        if timeout is not None and not all(f.done() for f in futs):
             try:
-                wait(futs, timeout=timeout)
-            except TimeoutError:
-                raise
-            except Exception as e:  # distributed raises its own TimeoutError type
-                if "Timeout" in type(e).__name__ or isinstance(e, TimeoutError.__mro__[1]):
-                    raise TimeoutError(f"not ready after {timeout} s (nothing was cancelled)") from None
+                client.sync(_wait, futs, timeout=timeout)
+            except Exception as e:  # distributed's TimeoutError (asyncio's) or ours
+                if isinstance(e, (TimeoutError, builtins.TimeoutError)):
+                    raise TimeoutError(f"the result was not ready after {timeout} s "
+                                       f"(nothing was cancelled)") from None
                 raise
         try:
-            values = self.conn.client.gather(futs)
+            values = client.gather(futs)
         except Exception as e:
             bad = [f.key for f in futs if f.status == "error"]
             raise WorkflowLost(f"the cluster could not finish unit {bad[0] if bad else '?'}: "

@@ -1,0 +1,31 @@
+"""Shared fixtures: a real LocalCluster (2 worker processes, 1 thread each) per test session."""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+
+import pytest
+
+os.environ.setdefault("DASK_DISTRIBUTED__WORKER__DAEMON", "False")
+
+
+@pytest.fixture(scope="session")
+def dask_client() -> Iterator[object]:
+    """A real LocalCluster with two worker processes, as the standards ask."""
+    import dask
+    from distributed import Client, LocalCluster
+    with dask.config.set({"distributed.scheduler.worker-saturation": "inf"}):
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                               dashboard_address=":0", silence_logs=logging.ERROR)
+        client = Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def by_value(*modules: object) -> None:
+    """Pickle the functions of ``modules`` by value (test modules are not importable on workers)."""
+    import cloudpickle
+    for m in modules:
+        cloudpickle.register_pickle_by_value(m)

@@ -1,0 +1,138 @@
+"""Where workflows run: explicit client, current client, env address, embedded cluster, CLI."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import nbcanvas as nc
+from nbcanvas.cluster import connection
+
+pytestmark = pytest.mark.cluster
+ROOT = Path(__file__).resolve().parents[2]
+
+app = nc.App("it-cluster", set_as_current=False)
+
+
+@app.task(name="it.add")
+def add(x, y):
+    return x + y
+
+
+@app.task(name="it.tsum")
+def tsum(xs):
+    return sum(xs)
+
+
+def test_explicit_client_wins(dask_client):
+    other = nc.App("explicit", client=dask_client, set_as_current=False)
+    assert connection(other).client is dask_client
+    assert (add.s(1, 2) | add.s(3)).delay().get(timeout=30) == 6
+
+
+def test_current_client_used(dask_client):
+    assert connection(app).client is dask_client  # dask_client is the current Client
+
+
+def test_connect_refuses_garbage():
+    with pytest.raises(nc.ImproperlyConfigured):
+        nc.App("bad", set_as_current=False).connect(42)
+
+
+def test_dead_address_fails_fast_and_clearly():
+    bad = nc.App("dead", address="tcp://127.0.0.1:9", set_as_current=False)
+    t0 = time.monotonic()
+    with pytest.raises(nc.ImproperlyConfigured, match="could not reach a dask scheduler"):
+        connection(bad)
+    assert time.monotonic() - t0 < 30  # bounded by the connect timeout, not a hang
+
+
+def _run(code: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT,
+                          env={**os.environ, **(env or {})})
+
+
+def test_embedded_cluster_started_on_first_use_and_closed_quietly():
+    code = """
+        import nbcanvas as nc
+        @nc.task
+        def add(x, y):
+            return x + y
+        r = (add.s(2, 2) | add.s(4)).delay()
+        print("result", r.get(timeout=60))
+        from nbcanvas.cluster import _embedded
+        print("workers", len(_embedded[0].workers))
+    """
+    env = {"DASK_SCHEDULER_ADDRESS": ""}
+    out = _run(code, env)
+    assert out.returncode == 0, out.stderr
+    assert "result 8" in out.stdout
+    assert f"workers {os.cpu_count()}" in out.stdout
+    assert "Traceback" not in out.stderr and "ERROR" not in out.stderr, out.stderr
+
+
+@pytest.fixture()
+def cli_cluster(tmp_path):
+    """A scheduler and two workers started with the `dask` CLI, as a user would."""
+    dask_cli = shutil.which("dask", path=str(Path(sys.executable).parent)) or "dask"
+    sched_file = tmp_path / "scheduler.json"
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    procs = [subprocess.Popen([dask_cli, "scheduler", "--host", "127.0.0.1", "--port", "0",
+                               "--dashboard-address", ":0", "--scheduler-file", str(sched_file)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.monotonic() + 60
+        while not sched_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)  # polling for a file the scheduler writes; bounded by the deadline
+        import json
+        address = json.loads(sched_file.read_text())["address"]
+        for _ in range(2):
+            procs.append(subprocess.Popen([dask_cli, "worker", address, "--nthreads", "1",
+                                           "--no-dashboard"], env=env, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))
+        from distributed import Client
+        with Client(address, set_as_default=False) as c:
+            c.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for p in procs[::-1]:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def test_cli_started_scheduler_runs_seed_workflows(cli_cluster):
+    from tests.integration import clitasks
+    cli = nc.App("cli-run", address=cli_cluster, set_as_current=False)
+    cli.tasks.update(clitasks.app.tasks)
+    try:
+        assert connection(cli).nthreads == 2
+        assert clitasks.add.s(2, 2).delay().get(timeout=60) == 4
+        g = nc.group(clitasks.process_image.s(i) for i in range(1, 6)).delay()
+        assert g.get(timeout=60) == [f"processed_image_{i}" for i in range(1, 6)]
+        c = nc.chord([clitasks.add.s(i, i) for i in range(5)])(clitasks.tsum.s()).delay()
+        assert c.get(timeout=60) == 20
+    finally:
+        connection(cli).client.close()
+
+
+def test_env_address_used(cli_cluster, monkeypatch):
+    out = _run("""
+        import nbcanvas as nc
+        from tests.integration.clitasks import add
+        print("result", add.s(20, 22).delay().get(timeout=60))
+        print("addr", nc.connect().scheduler.address)
+    """, env={"DASK_SCHEDULER_ADDRESS": cli_cluster})
+    assert out.returncode == 0, out.stderr
+    assert "result 42" in out.stdout and f"addr {cli_cluster}" in out.stdout
