@@ -1,0 +1,1 @@
+"""The semantic suite: what every engine (eager today, the dask cluster later) must do."""
