@@ -227,7 +227,9 @@ class Boom(Exception):
 
 
 @app.task(name="tasks.fail")
-def fail(*args, message="boom", **kwargs):
+def fail(*args, message="boom", path=None, **kwargs):
+    """Raise ``Boom(message)``; each attempt is recorded in ``path`` if given."""
+    _append(path, task="fail", args=list(args))
     raise Boom(message)
 
 
@@ -252,6 +254,29 @@ def tsum(xs):
 def collect(xs):
     """Return the list it was given (shows exactly what a chord body receives)."""
     return list(xs)
+
+
+@app.task(name="tasks.delayed")
+def delayed(x, seconds=0.0):
+    """Return ``x`` after ``seconds`` (used to make later group members finish first)."""
+    time.sleep(seconds)
+    return x
+
+
+@app.task(name="tasks.whoami", bind=True)
+def whoami(self, *args):
+    """The bound task's own request: [id, retries, args]."""
+    return [self.request.id, self.request.retries, list(self.request.args)]
+
+
+@app.task(name="tasks.spin")
+def spin(seconds):
+    """Busy Python loop for up to ``seconds`` (interruptible by a time limit)."""
+    deadline = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < deadline:
+        n += 1
+    return n
 
 
 @app.task(name="tasks.mul")
