@@ -19,7 +19,7 @@ __all__ = ["run_eager", "node_rows"]
 
 def node_rows(cg: Any) -> dict[str, tuple]:
     """The node table as tuples: id -> (kind, name, step, parent, key, members)."""
-    return {i: (n.kind, n.name, n.step, n.parent, n.key, n.members) for i, n in cg.nodes.items()}
+    return cg.nodes
 
 
 def run_eager(sig: Signature) -> Any:

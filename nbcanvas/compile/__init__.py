@@ -45,7 +45,7 @@ class CompiledGraph:
             return None
         if info.key is not None:
             return Ref(info.key, node_id)
-        return Lst(tuple(self.where(m) for m in info.members))
+        return Lst(tuple(self.where(m) for m in info.members))  # type: ignore[misc]
 
 
 def compile_canvas(sig: Signature, workflow_id: str, *, parallelism: int = 2, fusion: bool = True,

@@ -1,20 +1,23 @@
 """Lowering: a frozen canvas -> units of work (one dask task each) and the node table.
 
 Fusion: consecutive chain steps with no fan-out between them become one unit (one dask task,
-no scheduler hop per step). Batching: flat members of a large group share units; each member
+no scheduler hop per step). Batching: simple members of a large group share units; each member
 keeps its own id, state and result. Both can be switched off; results do not change.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from ..canvas import Signature, branch, chain, chord, foreach, group
-from .flat import _inherit, is_flat, split_options, to_prog
-from .programs import Par, Prog, Seq
+from .flat import _callbacks, _inherit, is_flat, split_options, to_prog
+from .programs import Batch, Prog, Seq
 
-__all__ = ["Unit", "Ref", "Lst", "NodeInfo", "Lowering", "selector"]
+__all__ = ["Unit", "Ref", "Lst", "NodeInfo", "Lowering", "selector", "BATCH_TARGET"]
+
+#: Members per unit a large group of simple calls aims at (at least 4 units per thread).
+BATCH_TARGET = 256
 
 
 @dataclass(frozen=True)
@@ -43,17 +46,15 @@ class Unit:
     label: str
 
 
-@dataclass
-class NodeInfo:
-    """A row of the node table the diagram, the store and the results share."""
+class NodeInfo(NamedTuple):
+    """A row of the node table that the diagram, the store and the results share."""
 
-    id: str
-    kind: str          # signature, xmap, group, chord, chain, foreach, branch, callback
+    kind: str          # signature, xmap, group, chord, foreach, branch, callback
     name: str          # short task name or primitive name
     step: int          # index of the top-level step it belongs to
+    parent: str | None  # the container it is drawn in (group, foreach, branch, callback owner)
     key: str | None    # unit holding its outcome (None for a group spread over units)
-    parent: str | None = None
-    members: tuple[str, ...] = field(default=())   # a group's member result ids, in order
+    members: tuple[str, ...] = ()  # a group's member result ids, in order
 
 
 def selector(inp: Ref | Lst | None, deps: list[str], index: dict[str, int]) -> Any:
@@ -69,7 +70,8 @@ def selector(inp: Ref | Lst | None, deps: list[str], index: dict[str, int]) -> A
     if isinstance(inp, Ref):
         return ("r", dep(inp.key), inp.id)
     parts: list[Any] = []
-    run_key, run_ids = None, []
+    run_key: str | None = None
+    run_ids: list[str] = []
     for item in inp.items:  # consecutive refs of one unit become one splice
         if isinstance(item, Ref) and item.key == run_key:
             run_ids.append(item.id)
@@ -91,7 +93,12 @@ def _key(name: str, id: str) -> str:
 
 
 def _route_key(route: dict[str, Any]) -> Any:
-    return tuple(sorted((k, repr(v)) for k, v in route.items()))
+    return tuple(sorted((k, repr(v)) for k, v in route.items())) if route else ()
+
+
+def _simple(sig: Signature) -> bool:
+    """A plain task call with no callbacks and no options of its own: batched by column."""
+    return type(sig) is Signature and not sig.links and not sig.errbacks and not sig.options
 
 
 class Lowering:
@@ -105,29 +112,29 @@ class Lowering:
         self.nodes: dict[str, NodeInfo] = {}
 
     # -- node table --------------------------------------------------------------------------
-    def _table(self, sig: Signature, step: int, key: str | None, parent: str | None) -> None:
-        """Rows for ``sig`` and everything inside it run by unit ``key``."""
-        stack = [(sig, parent, False)]
+    def _table(self, sig: Signature, step: int, key: str | None, parent: str | None,
+               callback: bool = False) -> None:
+        """Rows for ``sig`` and everything inside it, run by unit ``key``."""
+        stack = [(sig, parent, callback)]
         while stack:
             node, par, cb = stack.pop()
             if node.id is not None and node.kind != "chain":
-                kind = "callback" if cb else node.kind
                 members = tuple(t.id for t in node.tasks) if isinstance(node, group) else ()
-                self.nodes[node.id] = NodeInfo(node.id, kind, node.name, step, key, par, members)
-            for c in node.children():
-                if not (isinstance(node, (foreach, branch))):
-                    stack.append((c, node.id if not isinstance(node, chain) else par, cb))
+                self.nodes[node.id] = NodeInfo("callback" if cb else node.kind, node.name, step,
+                                               par, key, members)
+            inside = node.id if not isinstance(node, chain) else par
+            if isinstance(node, foreach):
+                pass  # its body is a template: elements are announced at run time
+            else:
+                for c in node.children():
+                    stack.append((c, inside, cb))
             for c in (*node.links, *node.errbacks):
-                stack.append((c, node.id, True))
-            if isinstance(node, (foreach, branch)):
-                for c in node.children():  # inside a run-time step: rows, no unit of their own
-                    stack.append((c, node.id, cb))
+                stack.append((c, node.id if node.id is not None else par, True))
 
     # -- units ---------------------------------------------------------------------------------
     def _unit(self, progs: list[tuple[Prog, Ref | Lst | None]], route: dict[str, Any],
               label: str) -> str:
-        first = progs[0][0]
-        key = _key(label, first.id)
+        key = _key(label, progs[0][0].id)
         deps: list[str] = []
         index: dict[str, int] = {}
         sels = [(p, selector(inp, deps, index)) for p, inp in progs]
@@ -135,58 +142,57 @@ class Lowering:
         return key
 
     def lower(self, sig: Signature, inp: Ref | Lst | None, step: int, inherited: dict[str, Any],
-              parent: str | None = None) -> Ref | Lst:
+              parent: str | None = None, numbered: bool = True) -> Ref | Lst:
         """Units for ``sig`` fed by ``inp``; returns where its result will be."""
-        if (self.fusion and is_flat(sig)) or type(sig) is Signature or sig.kind == "xmap":
+        if type(sig) is Signature or sig.kind == "xmap" or (self.fusion and is_flat(sig)):
             prog = to_prog(sig, inp is not None, inherited)
-            _, route = split_options(sig, inherited) if sig._type is not None else ({}, {})
+            route = split_options(sig, inherited)[1] if sig._type is not None else {}
             key = self._unit([(prog, inp)], route, sig.name)
             self._table(sig, step, key, parent)
-            return Ref(key, prog.id)
+            return Ref(key, sig.id)  # type: ignore[arg-type]
         inner = _inherit(sig, inherited)
         if isinstance(sig, chain):
-            out = self._chain(sig, inp, step, inner, parent)
+            out: Ref | Lst = self._chain(sig, inp, step, inner, parent, numbered)
         elif isinstance(sig, group):
             out = self._group(sig, inp, step, inner, parent)
         elif isinstance(sig, chord):
             if sig.body is None:
                 raise ValueError("a chord without a body cannot run: chord(header)(body)")
-            hdr = self._group(sig.header, inp, step, inner, sig.body.id)
-            out = self.lower(sig.body, hdr, step + 1 if parent is None and step == 0 else step,
-                             inner, parent)
+            hdr = self._group(sig.header, inp, step, inner, parent)
+            out = self.lower(sig.body, hdr, step + 1 if numbered else step, inner, parent,
+                             numbered=False)
         else:  # foreach, or a branch with fan-out inside: decided at run time, in one unit
             prog = to_prog(sig, inp is not None, inherited)
             key = self._unit([(prog, inp)], {}, sig.kind)
             self._table(sig, step, key, parent)
-            return Ref(key, sig.id)
+            return Ref(key, sig.id)  # type: ignore[arg-type]
         if sig.links or sig.errbacks:
             self._callbacks(sig, out, step)
         return out
 
     def _chain(self, sig: chain, inp: Ref | Lst | None, step: int, inherited: dict[str, Any],
-               parent: str | None) -> Ref | Lst:
+               parent: str | None, numbered: bool) -> Ref | Lst:
         if not sig.tasks:
             raise ValueError("an empty chain cannot run: add a signature to it")
-        top = parent is None and step == 0
         run: list[Signature] = []
         run_route: Any = None
         cur = inp
         for i, t in enumerate(sig.tasks):
-            s = i if top else step
+            s = step + i if numbered else step
             flat = self.fusion and is_flat(t)
             route = _route_key(split_options(t, inherited)[1]) if flat and t._type else ()
             if run and (not flat or route != run_route):
-                cur = self._segment(run, cur, inherited, parent,
-                                    (s - len(run)) if top else step, top)
+                cur = self._segment(run, cur, inherited, parent, s - len(run), numbered)
                 run = []
             if flat:
                 run.append(t)
                 run_route = route
             else:
-                cur = self.lower(t, cur, s, inherited, parent)
+                cur = self.lower(t, cur, s, inherited, parent, numbered=False)
         if run:
-            cur = self._segment(run, cur, inherited, parent,
-                                (len(sig.tasks) - len(run)) if top else step, top)
+            last = step + len(sig.tasks) if numbered else step
+            cur = self._segment(run, cur, inherited, parent, last - len(run) if numbered
+                                else step, numbered)
         assert cur is not None
         return cur
 
@@ -204,67 +210,90 @@ class Lowering:
     def _group(self, sig: group, inp: Ref | Lst | None, step: int, inherited: dict[str, Any],
                parent: str | None) -> Lst:
         members = sig.tasks
-        flat_idx = [i for i, t in enumerate(members) if is_flat(t)] if self.fusion else \
-            [i for i, t in enumerate(members) if type(t) is Signature or t.kind == "xmap"]
         outs: list[Ref | Lst | None] = [None] * len(members)
         by_route: dict[Any, list[int]] = {}
-        for i in flat_idx:
-            t = members[i]
-            by_route.setdefault(_route_key(split_options(t, inherited)[1]) if t._type else (),
-                                []).append(i)
+        for i, t in enumerate(members):
+            if type(t) is Signature or t.kind == "xmap" or (self.fusion and is_flat(t)):
+                rk = _route_key(split_options(t, inherited)[1]) if t._type is not None else ()
+                by_route.setdefault(rk, []).append(i)
         for idxs in by_route.values():
             for batch in self._batches(idxs):
-                progs = [(to_prog(members[i], inp is not None, inherited), inp) for i in batch]
-                t0 = members[batch[0]]
-                route = split_options(t0, inherited)[1] if t0._type is not None else {}
-                key = self._unit(progs, route, t0.name if len(batch) == 1 else
-                                 f"{t0.name}_batch")
+                self._batch_unit([members[i] for i in batch], inp, step, inherited, sig.id)
                 for i in batch:
-                    self._table(members[i], step, key, sig.id)
-                    outs[i] = Ref(key, members[i].id)
+                    outs[i] = Ref(self.nodes[members[i].id].key, members[i].id)  # type: ignore
         for i, t in enumerate(members):
             if outs[i] is None:
-                outs[i] = self.lower(t, inp, step, inherited, sig.id)
-        self.nodes[sig.id] = NodeInfo(sig.id, "group", sig.name, step, None, parent,
+                outs[i] = self.lower(t, inp, step, inherited, sig.id, numbered=False)
+        self.nodes[sig.id] = NodeInfo("group", sig.name, step, parent, None,  # type: ignore
                                       tuple(t.id for t in members))
         return Lst(tuple(outs))
+
+    def _batch_unit(self, sigs: list[Signature], inp: Ref | Lst | None, step: int,
+                    inherited: dict[str, Any], parent: str) -> None:
+        """One unit for flat group members; runs of simple calls of one task go by column."""
+        has_input = inp is not None
+        progs: list[Prog] = []
+        i = 0
+        while i < len(sigs):
+            t = sigs[i]
+            j = i
+            if _simple(t) and not inherited:
+                while j + 1 < len(sigs) and _simple(sigs[j + 1]) and \
+                        sigs[j + 1]._type is t._type and sigs[j + 1].immutable == t.immutable:
+                    j += 1
+            if j > i:
+                progs.append(self._column(sigs[i:j + 1], has_input))
+            else:
+                progs.append(to_prog(t, has_input, inherited))
+            i = j + 1
+        first = sigs[0]
+        route = split_options(first, inherited)[1] if first._type is not None else {}
+        label = first.name if len(sigs) == 1 else f"{first.name}_batch"
+        key = self._unit([(p, inp) for p in progs], route, label)
+        for t in sigs:
+            if _simple(t):  # the common case, without the generic walk
+                self.nodes[t.id] = NodeInfo(t.kind, t.name, step, parent, key)  # type: ignore
+            else:
+                self._table(t, step, key, parent)
+
+    @staticmethod
+    def _column(sigs: list[Signature], has_input: bool) -> Batch:
+        t0 = sigs[0]
+        task = t0._type
+        spec = task.argspec
+        extra = 1 if has_input and not t0.immutable else 0
+        if spec is not None:
+            for s in sigs:
+                spec.check(s.task, s.args, s.kwargs, extra=extra, complete=True)
+        run, _ = split_options(t0, {})
+        kwargs = [s.kwargs for s in sigs]
+        return Batch(t0.name, task.run, task.bind, t0.immutable, run, [s.id for s in sigs],
+                     [s.args for s in sigs], kwargs if any(kwargs) else None)
 
     def _batches(self, idxs: list[int]) -> list[list[int]]:
         n = len(idxs)
         if not self.batching or n <= 4 * self.parallelism:
             return [[i] for i in idxs]
-        k = max(4 * self.parallelism, math.ceil(n / 256))
+        k = max(4 * self.parallelism, math.ceil(n / BATCH_TARGET))
         size = math.ceil(n / k)
         return [idxs[j:j + size] for j in range(0, n, size)]
 
     def _callbacks(self, sig: Signature, out: Ref | Lst, step: int) -> None:
         """A container's own link/link_error run once, where its result is known."""
-        if isinstance(out, Ref) and out.key in self.units:
-            unit = self.units[out.key]
+        links, errbacks = _callbacks(sig, {})
+        unit = self.units.get(out.key) if isinstance(out, Ref) else None
+        if unit is not None and isinstance(out, Ref) and unit.progs[-1][0].id == out.id \
+                and not isinstance(sig, group):
             prog, sel = unit.progs[-1]
-            if prog.id == out.id and not isinstance(sig, group):
-                wrapped = Seq(out.id, (prog,), *to_prog_callbacks(sig))
-                unit.progs[-1] = (wrapped, sel)
-                self._table_callbacks(sig, step, out.key)
-                return
-        from .programs import Seq as _Seq
-        links, errbacks = to_prog_callbacks(sig)
-        holder = _Seq(sig.id or out_id(out), (), links, errbacks)
-        key = self._unit([(holder, out)], {}, f"{sig.name}_callbacks")
-        self._table_callbacks(sig, step, key)
-
-    def _table_callbacks(self, sig: Signature, step: int, key: str) -> None:
+            unit.progs[-1] = (Seq(out.id, (prog,), links, errbacks), sel)
+            key = out.key
+        else:
+            holder = Seq(sig.id or _some_id(out), (), links, errbacks)
+            key = self._unit([(holder, out)], {}, f"{sig.name}_callbacks")
         for c in (*sig.links, *sig.errbacks):
-            self._table(c, step, key, sig.id)
-            self.nodes[c.id].kind = "callback"
+            self._table(c, step, key, sig.id or _some_id(out), callback=True)
 
 
-def to_prog_callbacks(sig: Signature) -> tuple[tuple, tuple]:
-    """The programs of ``sig``'s own links and errbacks."""
-    from .flat import _callbacks
-    return _callbacks(sig, {})
-
-
-def out_id(out: Ref | Lst) -> str:
+def _some_id(out: Ref | Lst) -> str:
     """Some id naming an output (for keys of callback units)."""
-    return out.id if isinstance(out, Ref) else out_id(out.items[0])
+    return out.id if isinstance(out, Ref) else _some_id(out.items[0])

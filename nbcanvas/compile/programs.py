@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-__all__ = ["Step", "MapStep", "Seq", "Par", "Dyn", "Prog", "RUN_OPTIONS"]
+__all__ = ["Step", "MapStep", "Seq", "Par", "Dyn", "Batch", "Prog", "UnitProgram",
+           "RUN_OPTIONS"]
 
 #: Options the runtime reads (retries, limits, timing). Routing options go to dask instead.
 RUN_OPTIONS: Final = frozenset({"max_retries", "autoretry_for", "dont_autoretry_for",
@@ -25,6 +26,9 @@ class _Prog:
 
     def __reduce__(self):
         return (_rebuild, (type(self), tuple(getattr(self, f) for f in _all_slots(type(self)))))
+
+    def __dask_tokenize__(self) -> object:
+        return (type(self).__name__, self.id)  # ids are unique: no need to hash the contents
 
 
 def _all_slots(cls: type) -> tuple[str, ...]:
@@ -91,4 +95,43 @@ class Dyn(_Prog):
         self.links, self.errbacks = links, errbacks
 
 
-Prog = Step | MapStep | Seq | Par | Dyn
+class Batch(_Prog):
+    """Many calls of one task that share an input, stored by column (cheap to pickle).
+
+    Each member is still its own step (id, events, retries, result); ``id`` is the first's.
+    """
+
+    __slots__ = ("name", "fn", "bind", "immutable", "opts", "ids", "args", "kwargs")
+
+    def __init__(self, name: str, fn: Any, bind: bool, immutable: bool, opts: dict,
+                 ids: list, args: list, kwargs: list | None) -> None:
+        self.id, self.name, self.fn, self.bind = ids[0], name, fn, bind
+        self.immutable, self.opts, self.ids, self.args, self.kwargs = immutable, opts, ids, args, kwargs
+        self.links, self.errbacks = (), ()
+
+    def steps(self) -> list[Step]:
+        kw = self.kwargs or [{}] * len(self.ids)
+        return [Step(i, self.name, self.fn, self.bind, a, k, self.immutable, self.opts)
+                for i, a, k in zip(self.ids, self.args, kw)]
+
+
+Prog = Step | MapStep | Seq | Par | Dyn | Batch
+
+
+class UnitProgram:
+    """The programs of one unit with their input selectors: the payload of one dask task.
+
+    dask tokenizes a graph's task arguments; the unit's key already names it uniquely, so the
+    token is the key (hashing thousands of programs would cost seconds on a 10k group).
+    """
+
+    __slots__ = ("key", "progs")
+
+    def __init__(self, key: str, progs: tuple) -> None:
+        self.key, self.progs = key, progs
+
+    def __reduce__(self):
+        return (UnitProgram, (self.key, self.progs))
+
+    def __dask_tokenize__(self) -> object:
+        return ("nbcanvas-unit", self.key)

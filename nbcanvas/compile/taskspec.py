@@ -10,6 +10,7 @@ from typing import Any
 from dask.task_spec import Task, TaskRef
 
 from . import CompiledGraph
+from .programs import UnitProgram
 
 __all__ = ["to_dask_graph", "annotations_of"]
 
@@ -38,7 +39,8 @@ def to_dask_graph(cg: CompiledGraph) -> Any:
     layers: dict[Any, dict[str, Task]] = {}
     anns: dict[Any, dict[str, Any]] = {}
     for key, unit in cg.units.items():
-        task = Task(key, run_unit, tuple(unit.progs), wf, *[TaskRef(d) for d in unit.deps])
+        task = Task(key, run_unit, UnitProgram(key, tuple(unit.progs)), wf,
+                    *[TaskRef(d) for d in unit.deps])
         if not unit.routing:
             plain[key] = task
             continue

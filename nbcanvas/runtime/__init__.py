@@ -10,6 +10,22 @@ from typing import Any
 
 from .emit import TOPIC, Sink, WorkerSink
 from .interp import NO_INPUT, REVOKED, Ctx, resolve, revoke_local, run_prog
+from .outcome import UnitResult
+
+
+def _register_sizeof() -> None:
+    """Tell dask how big a unit's results are (for its memory accounting and spilling)."""
+    try:
+        from dask.sizeof import sizeof
+    except ImportError:  # pragma: no cover
+        return
+
+    @sizeof.register(UnitResult)
+    def _sizeof_unit(r: UnitResult) -> int:
+        return 64 + sum(sizeof(v) + 80 for v in r.outcomes.values())
+
+
+_register_sizeof()
 
 __all__ = ["run_unit", "run_units_local", "execute_local", "REVOKED", "revoke_local", "TOPIC",
            "NO_INPUT", "Ctx", "outcome_at"]
@@ -28,8 +44,9 @@ def _worker_sink(worker: Any) -> WorkerSink:
     return sink
 
 
-def run_unit(progs: tuple, wf: str, *deps: dict[str, Any]) -> dict[str, Any]:
+def run_unit(unit: Any, wf: str, *deps: dict[str, Any]) -> dict[str, Any]:
     """The dask task of one unit: run its programs, return ``{node id: outcome}``."""
+    progs = unit.progs
     from distributed import get_worker
     worker = get_worker()
     ctx = Ctx(wf, _worker_sink(worker), execute_on_cluster, host=worker.address)
@@ -38,7 +55,7 @@ def run_unit(progs: tuple, wf: str, *deps: dict[str, Any]) -> dict[str, Any]:
             run_prog(prog, resolve(sel, deps), ctx)
     finally:
         ctx.sink.flush()
-    return ctx.results
+    return UnitResult(ctx.results)
 
 
 def outcome_at(where: Any, results: dict[str, dict[str, Any]]) -> Any:
@@ -85,5 +102,5 @@ def execute_on_cluster(sig: Any, ctx: Ctx) -> Any:
         futures = client.get(graph, keys, sync=False)
         done = dict(zip(keys, client.gather(futures)))
     for res in done.values():
-        ctx.results.update(res)
+        ctx.results.update(res.outcomes)
     return outcome_at(cg.result, done)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..compile.programs import Dyn, MapStep, Par, Seq, Step
+from ..compile.programs import Batch, Dyn, MapStep, Par, Seq, Step
 from ..errors import Retry, TaskRevokedError
 from ..task import Request
 from .emit import Sink, jsonable
@@ -107,6 +107,8 @@ def _reason(cause: Any) -> str:
 def skip(prog: Any, cause: Any, ctx: Ctx) -> Skipped:
     """Record ``prog`` and everything inside it as not run because of ``cause``."""
     out = Skipped(cause)
+    if isinstance(prog, Batch):
+        return GroupOutcome([skip(step, cause, ctx) for step in prog.steps()])
     if isinstance(prog, Seq):
         for item in prog.items:
             skip(item, cause, ctx)
@@ -168,6 +170,8 @@ def run_prog(prog: Any, inp: Any, ctx: Ctx) -> Any:
         return out
     if isinstance(prog, MapStep):
         return run_step(prog, inp, ctx)
+    if isinstance(prog, Batch):
+        return GroupOutcome([run_step(step, inp, ctx) for step in prog.steps()])
     if isinstance(prog, Dyn):
         from .dynamic import run_dynamic
         out = run_dynamic(prog, inp, ctx)
@@ -229,7 +233,10 @@ def run_step(step: Any, inp: Any, ctx: Ctx, prepend: tuple | None = None) -> Any
         if not admitted:
             return skip(step, Revoked(), ctx)
         try:
-            with TimeLimits(opts.get("soft_time_limit"), opts.get("time_limit")):
+            if "time_limit" in opts or "soft_time_limit" in opts:
+                with TimeLimits(opts.get("soft_time_limit"), opts.get("time_limit")):
+                    result = _call(step, args, kwargs, retries, ctx)
+            else:
                 result = _call(step, args, kwargs, retries, ctx)
         except Retry as r:
             delay = float(r.when or 0)

@@ -13,7 +13,7 @@ import random
 import threading
 from typing import Any
 
-from ..errors import MaxRetriesExceededError, Retry
+from ..errors import MaxRetriesExceededError, Retry, SoftTimeLimitExceeded, TimeLimitExceeded
 from ..task import Request
 
 __all__ = ["BoundTask", "retry_delay", "interrupt_thread", "TimeLimits"]
@@ -86,7 +86,6 @@ class TimeLimits:
     """Soft and hard time limits for one step, as timers that interrupt the step's thread."""
 
     def __init__(self, soft: float | None, hard: float | None) -> None:
-        from ..errors import SoftTimeLimitExceeded, TimeLimitExceeded
         self._timers: list[threading.Timer] = []
         self._lock = threading.Lock()
         self._done = False
