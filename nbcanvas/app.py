@@ -186,6 +186,6 @@ def task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     ... def mul(x, y):
     ...     return x * y
     >>> mul.s(2, 3)
-    demo.mul(2, 3)
+    mul.s(2, 3)
     """
     return default_app.task(fn, **options) if fn is not None else default_app.task(**options)

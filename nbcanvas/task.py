@@ -5,8 +5,8 @@
 >>> @app.task(name="tasks.add")
 ... def add(x, y):
 ...     return x + y
->>> add(2, 2), add.s(2, 2), add.si(5), add.s(2)
-(4, add.s(2, 2), add.si(5), add.s(2))
+>>> add(2, 2), add.s(2, 2), add.si(5, 5), add.s(2)
+(4, add.s(2, 2), add.si(5, 5), add.s(2))
 >>> add.s(1, 2, 3)
 Traceback (most recent call last):
 ...

@@ -107,6 +107,10 @@ class Signature:
         raise AttributeError(f"{type(self).__name__} is immutable; use .set(), .clone() or "
                              f".link() to get a changed copy")
 
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable; use .set(), .clone() or "
+                             f".link() to get a changed copy")
+
     # -- identity and the task -------------------------------------------------------------
     @property
     def id(self) -> str | None:
@@ -128,10 +132,11 @@ class Signature:
         """A copy with ``options`` merged in (validated: unknown or meaningless ones raise)."""
         link = options.pop("link", None)
         link_error = options.pop("link_error", None)
-        new = self
         if options:
             opts = check_call_options(options, where=f"{self.kind} {self.name!r}")
             new = self._set_options(opts)
+        else:
+            new = self._replace()
         return new._with_callbacks(link, link_error)
 
     def _set_options(self, opts: dict[str, Any]) -> Any:
