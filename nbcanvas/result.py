@@ -19,7 +19,8 @@ __all__ = ["AsyncResult", "GroupResult", "result_for"]
 def _raise(cause: Any) -> None:
     exc = cause.exc
     if isinstance(cause, Failed) and cause.traceback:
-        note = "Remote traceback:\n" + cause.traceback.rstrip()
+        from .tracebacks import with_source
+        note = "Remote traceback:\n" + with_source(cause.traceback).rstrip()
         if note not in getattr(exc, "__notes__", ()):
             exc.add_note(note)
     raise exc
@@ -157,7 +158,10 @@ class AsyncResult(_Result):
             return None
         out = self.handle.outcome(self.handle.where(self.id))
         _, cause = value_of(out)
-        return cause.traceback if isinstance(cause, Failed) else None
+        if not isinstance(cause, Failed):
+            return None
+        from .tracebacks import with_source
+        return with_source(cause.traceback)
 
     # -- values --------------------------------------------------------------------------------
     def get(self, timeout: float | None = None, propagate: bool = True, progress: bool = False,

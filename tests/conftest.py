@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 os.environ.setdefault("DASK_DISTRIBUTED__WORKER__DAEMON", "False")
+# distributed logs every worker start and stop at INFO; keep test output about the tests.
+logging.getLogger("distributed").setLevel(logging.ERROR)
 
 
 @pytest.fixture(scope="session")

@@ -24,11 +24,22 @@ Runner = Callable[..., Any]
 
 #: name -> runner. Extend with :func:`register` (from a ``runner_<name>.py`` module).
 RUNNERS: dict[str, Runner] = {}
+#: name -> fixtures the runner needs (e.g. the session's LocalCluster client).
+NEEDS: dict[str, tuple[str, ...]] = {}
+#: runners used only by tests that name them with ``@pytest.mark.runners(...)``
+ON_REQUEST: set[str] = set()
 
 
-def register(name: str, runner: Runner) -> None:
-    """Add a runner: ``register("cluster", lambda canvas, **kw: canvas.apply_async(**kw))``."""
+def register(name: str, runner: Runner, needs: tuple[str, ...] = (),
+             default: bool = True) -> None:
+    """Add a runner: ``register("cluster", lambda canvas, **kw: canvas.apply_async(**kw))``.
+
+    ``default=False``: only tests marked ``@pytest.mark.runners(name)`` use it.
+    """
     RUNNERS[name] = runner
+    NEEDS[name] = needs
+    if not default:
+        ON_REQUEST.add(name)
 
 
 def _eager(canvas: Any, **apply_kwargs: Any) -> Any:
@@ -60,7 +71,10 @@ def _selected() -> list[str]:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "run" in metafunc.fixturenames:
-        metafunc.parametrize("run", _selected(), indirect=True)
+        marker = metafunc.definition.get_closest_marker("runners")
+        asked = set(marker.args) if marker is not None else set()
+        names = [n for n in _selected() if n not in ON_REQUEST or n in asked]
+        metafunc.parametrize("run", names, indirect=True)
 
 
 @pytest.fixture
@@ -76,6 +90,8 @@ def run(request: pytest.FixtureRequest) -> Runner:
     marker = request.node.get_closest_marker("runners")
     if marker is not None and name not in marker.args:
         pytest.skip(f"only for runners {marker.args}")
+    for fixture in NEEDS.get(name, ()):
+        request.getfixturevalue(fixture)
     return RUNNERS[name]
 
 

@@ -1,0 +1,43 @@
+"""Cluster runners: the same semantic tests on a real LocalCluster (2 worker processes).
+
+"cluster": fusion and batching on (the default); "cluster-plain": both off. Both wait until
+the workflow is over before the test looks. "cluster-async" returns at once (on request).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .conftest import register
+
+
+def _finished(result: Any, timeout: float = 60.0) -> Any:
+    """Wait until the workflow is over (callbacks too), so tests see final states as with
+    ``apply()``; tests of the asynchronous behaviour itself live elsewhere."""
+    result.get(timeout=timeout, propagate=False)
+    store = result.handle.store
+    if not store.wait(lambda s: s.finished(), timeout):
+        raise TimeoutError(f"workflow did not finish: {dict(store.counts())}")
+    return result
+
+
+def _cluster(canvas: Any, **kw: Any) -> Any:
+    return _finished(canvas.apply_async(**kw))
+
+
+def _plain(canvas: Any, **kw: Any) -> Any:
+    from nbcanvas.eager import _app_of
+    app = _app_of(canvas)
+    saved = (app.fusion, app.batching)
+    app.fusion = app.batching = False
+    try:
+        result = canvas.apply_async(**kw)
+    finally:
+        app.fusion, app.batching = saved
+    return _finished(result)
+
+
+register("cluster", _cluster, needs=("dask_client",))
+# Returns at once, as delay() does: for tests of what happens while a workflow runs.
+register("cluster-async", lambda canvas, **kw: canvas.apply_async(**kw), needs=("dask_client",),
+         default=False)
+register("cluster-plain", _plain, needs=("dask_client",))
