@@ -7,6 +7,7 @@ between steps. ``reattach`` rebuilds a handle from the scheduler's record in ano
 from __future__ import annotations
 
 import builtins
+import os
 from typing import Any
 
 from .canvas import Signature, iter_nodes
@@ -112,10 +113,17 @@ def submit(sig: Signature) -> Any:
     """Send a frozen canvas as one graph; returns its AsyncResult or GroupResult."""
     from .result import result_for
     app = _app_of(sig)
-    conn = connection(app)
     wf = sig.id
-    cg = compile_canvas(sig, wf, parallelism=conn.nthreads, fusion=getattr(app, "fusion", True),
-                        batching=getattr(app, "batching", True))
+    # Compile first: a call that cannot be completed is an error before anything connects.
+    guess = getattr(app, "_nthreads", None) or os.cpu_count() or 2
+    fusion, batching = getattr(app, "fusion", True), getattr(app, "batching", True)
+    cg = compile_canvas(sig, wf, parallelism=guess, fusion=fusion, batching=batching)
+    conn = connection(app)
+    real = conn.nthreads
+    if batching and real != guess:
+        app._nthreads = real
+        if not guess / 2 <= real <= guess * 2:  # batch sizes follow the cluster's size
+            cg = compile_canvas(sig, wf, parallelism=real, fusion=fusion, batching=batching)
     _check_routing(conn, cg)
     rows = node_rows(cg)
     store = register_store(StateStore(wf, {i: r[:4] for i, r in rows.items()}))

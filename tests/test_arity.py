@@ -234,9 +234,6 @@ def test_errback_taking_exc_and_traceback_is_accepted():
     assert add.s(1, 1).link_error(defaults.s()).apply().get() == 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "submit.py connects to the cluster before compiling: an incomplete signature's "
-    "TypeError comes only after connecting (here: ImproperlyConfigured for the dead address)"))
 def test_missing_argument_caught_at_delay_before_connecting(monkeypatch):
     import nbcanvas.cluster as cluster
     monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 0.2)

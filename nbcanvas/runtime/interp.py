@@ -6,6 +6,7 @@ errback of the node that failed (or of the container that holds it) runs exactly
 """
 from __future__ import annotations
 
+import pickle
 import threading
 import time
 from collections.abc import Callable
@@ -180,6 +181,22 @@ def run_prog(prog: Any, inp: Any, ctx: Ctx) -> Any:
     raise TypeError(f"not a program: {prog!r}")
 
 
+_COPIED = (dict, list, set, bytearray)
+
+
+def handoff(value: Any) -> Any:
+    """The value a step receives from the step before it.
+
+    Celery serialises every result between steps, so a step that mutates its input (the
+    seed's ``process_data`` does) cannot change the result recorded for the step before it.
+    Here steps share a process: builtin mutable containers are handed over as copies
+    (pickle round trip, C speed); other objects (arrays, frames) are shared as in dask.
+    """
+    if type(value) in _COPIED:
+        return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
+    return value
+
+
 def _call(step: Any, args: tuple, kwargs: dict, retries: int, ctx: Ctx) -> Any:
     fn = step.fn
     if step.bind:
@@ -212,7 +229,8 @@ def run_step(step: Any, inp: Any, ctx: Ctx, prepend: tuple | None = None) -> Any
         value, cause = value_of(inp)
         if cause is not None:
             return skip(step, cause, ctx)
-        prepend = () if value is NO_INPUT or getattr(step, "immutable", True) else (value,)
+        prepend = () if value is NO_INPUT or getattr(step, "immutable", True) else \
+            (handoff(value),)
     opts = step.opts
     args = prepend + step.args if isinstance(step, Step) else ()
     kwargs = step.kwargs if isinstance(step, Step) else {}

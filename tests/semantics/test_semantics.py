@@ -576,9 +576,6 @@ def test_result_by_id_of_every_step(run):
     assert [nc.AsyncResult(m.id).get() for m in grp.tasks] == [4, 6]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a step that mutates its input changes the recorded result of the step before it "
-    "(results are shared, not copied as Celery's serialization does)"))
 def test_parent_result_unchanged_by_a_mutating_step(run):
     r = run(chain(t.fetch_data.s(42), t.process_data.s()))
     assert r.get()["processed"] is True
