@@ -66,9 +66,24 @@ def decode_value(v: Any) -> Any:
         if len(v) == 1:
             (k, x), = v.items()
             if k == "__tuple__":
+                if not isinstance(x, list):
+                    raise ValueError(f"from_dict: a __tuple__ value should be a list, "
+                                     f"got {x!r:.60}")
                 return tuple(decode_value(y) for y in x)
             if k == "__dict__":
-                return {decode_value(a): decode_value(b) for a, b in x}
+                if not (isinstance(x, list) and all(isinstance(p, list) and len(p) == 2
+                                                    for p in x)):
+                    raise ValueError(f"from_dict: a __dict__ value should be a list of "
+                                     f"[key, value] pairs, got {x!r:.60}")
+                out = {}
+                for a, b in x:
+                    key = decode_value(a)
+                    try:
+                        out[key] = decode_value(b)
+                    except TypeError:
+                        raise ValueError(f"from_dict: unhashable __dict__ key {key!r:.60}") \
+                            from None
+                return out
             if k == "__exception__":
                 return _exception_type(x)
             if k == "__signature__":
@@ -145,6 +160,11 @@ def _need(d: Mapping[str, Any], key: str, typ: type | tuple[type, ...], where: s
     return v
 
 
+def _optional(d: Mapping[str, Any], key: str, typ: type | tuple[type, ...], where: str,
+              default: Any) -> Any:
+    return _need(d, key, typ, where) if key in d else default
+
+
 def from_dict(d: Mapping[str, Any]) -> Any:
     """Rebuild a canvas from :func:`to_dict` output (validated; task names via the registry)."""
     if not isinstance(d, Mapping):
@@ -154,9 +174,12 @@ def from_dict(d: Mapping[str, Any]) -> Any:
         raise ValueError(f"from_dict: schema version {version!r} is not supported "
                          f"(this nbcanvas reads version {SCHEMA_VERSION})")
     kind = _need(d, "type", str, "canvas")
-    args = tuple(decode_value(a) for a in d.get("args", ()))
-    kwargs = {k: decode_value(v) for k, v in d.get("kwargs", {}).items()}
-    options = {k: decode_value(v) for k, v in d.get("options", {}).items()}
+    args = tuple(decode_value(a) for a in _optional(d, "args", list, kind, []))
+    kwargs = {k: decode_value(v) for k, v in _optional(d, "kwargs", Mapping, kind, {}).items()}
+    options = {k: decode_value(v) for k, v in _optional(d, "options", Mapping, kind, {}).items()}
+    for what, keys in (("kwargs", kwargs), ("options", options)):
+        if not all(isinstance(k, str) for k in keys):
+            raise ValueError(f"from_dict: {kind} field {what!r} should have str keys")
     if kind == "signature":
         t = lookup_task(_need(d, "task", str, "signature"))
         sig: Signature = Signature._of(t, args, kwargs, options, bool(d.get("immutable", False)))
