@@ -8,7 +8,7 @@ from typing import Any
 
 from .canvas import Signature
 from .compile import compile_canvas
-from .events import register_store
+from .events import drop_store, register_store
 from .handle import EagerBackend, WorkflowHandle, register_handle
 from .runtime import Ctx, execute_local, run_units_local
 from .runtime.emit import Sink
@@ -28,6 +28,7 @@ def run_eager(sig: Signature) -> Any:
     wf = sig.id
     cg = compile_canvas(sig, wf, parallelism=1, fusion=True, batching=False)
     rows = node_rows(cg)
+    drop_store(wf)  # running a frozen canvas again starts afresh: no stale final states
     store = register_store(StateStore(wf, {i: r[:4] for i, r in rows.items()}))
     ctx = Ctx(wf, Sink(store.apply), execute_local, host="eager", eager=True)
     done = run_units_local(cg.units, ctx)
