@@ -647,3 +647,42 @@ def test_long_chain_runs(run):
 
 def test_large_group_runs(run):
     assert run(group(t.add.s(i, 1) for i in range(2000))).get() == [i + 1 for i in range(2000)]
+
+
+# -- running the same frozen canvas again ------------------------------------------------------------
+
+RERUN_BUG = ("submit.py: sending the same frozen canvas again reuses the dask keys of the first "
+             "run, so nothing runs again and the old results and states come back")
+
+
+@pytest.fixture
+def rerun_xfail(request, runner_name):
+    if runner_name.startswith("cluster"):
+        request.applymarker(pytest.mark.xfail(strict=True, reason=RERUN_BUG))
+
+
+def test_same_frozen_canvas_runs_again(run, log, rerun_xfail):
+    wf = chain(t.record.s("a", path=log, tag="first"), t.fail.s(path=log)).freeze()
+    first = run(wf)
+    with pytest.raises(t.Boom):
+        first.get()
+    assert first.state == "FAILURE"
+    ok = chain(t.record.s("a", path=log, tag="first"), t.identity.s()).freeze()
+    again = run(ok)
+    again2 = run(ok)  # same ids again: it runs again and reports its own states
+    assert again.get() == again2.get() == "a"
+    assert again2.state == "SUCCESS"
+    assert len(tagged(log, "first")) == 3
+
+
+def test_same_frozen_canvas_after_failure_reports_new_states(run, tmp_path, rerun_xfail):
+    flag = str(tmp_path / "flag")
+    wf = t.gate.s(flag, timeout=0).freeze()  # fails until the flag file exists
+    r1 = run(wf)
+    with pytest.raises(TimeoutError):
+        r1.get()
+    open(flag, "w").close()
+    r2 = run(wf)
+    assert r2.get() == "flag"
+    assert r2.state == "SUCCESS"
+    assert nc.AsyncResult(wf.id).state == "SUCCESS"
