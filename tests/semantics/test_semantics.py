@@ -686,3 +686,79 @@ def test_same_frozen_canvas_after_failure_reports_new_states(run, tmp_path, reru
     assert r2.get() == "flag"
     assert r2.state == "SUCCESS"
     assert nc.AsyncResult(wf.id).state == "SUCCESS"
+
+
+# -- callbacks on every kind of canvas -----------------------------------------------------------------
+
+
+def test_group_then_group_passes_the_list_to_every_member(run):
+    wf = chain(group(t.add.s(1, 1), t.add.s(2, 2)), group(t.tsum.s(), t.collect.s()))
+    assert run(wf).get() == [6, [2, 4]]
+
+
+def test_apply_kwargs_override_in_every_group_member(run):
+    r = run(group(t.pair.s(1, y=2), t.pair.s(2)), kwargs={"z": 9, "y": 0})
+    assert r.get() == [[1, 0, 9], [2, 0, 9]]
+
+
+def test_errback_of_a_chain_inside_a_group(run, log, settle):
+    inner = chain(t.add.s(1, 1), t.fail.s()).link_error(t.record.s(path=log, tag="eb"))
+    r = run(group(inner, t.add.s(2, 2)))
+    values = r.get(propagate=False)
+    assert isinstance(values[0], t.Boom) and values[1] == 4
+    settle(r)
+    assert tagged(log, "eb") == [{"task": "eb", "args": ["Boom('boom')"], "kwargs": {}}]
+
+
+def test_link_of_a_chord_gets_the_body_result(run, log, settle):
+    r = run(chord([t.add.s(1, 1), t.add.s(2, 2)], t.tsum.s()).link(t.record.s(path=log,
+                                                                              tag="l")))
+    assert r.get() == 6
+    settle(r)
+    assert tagged(log, "l") == [{"task": "l", "args": [6], "kwargs": {}}]
+
+
+def test_link_of_a_chord_header_member(run, log, settle):
+    member = t.add.s(1, 1).link(t.record.s(path=log, tag="member"))
+    r = run(chord([member, t.add.s(2, 2)], t.tsum.s()))
+    assert r.get() == 6
+    settle(r)
+    assert tagged(log, "member") == [{"task": "member", "args": [2], "kwargs": {}}]
+
+
+def test_link_and_errback_of_foreach_and_branch(run, log, settle):
+    ok = run(chain(t.numbers.s(3), nc.foreach(t.mul.s(2)).link(t.record.s(path=log, tag="fl"))))
+    assert ok.get() == [0, 2, 4]
+    bad = run(chain(t.numbers.s(3),
+                    nc.foreach(t.fail.s()).link_error(t.record.s(path=log, tag="fe"))))
+    with pytest.raises(t.Boom):
+        bad.get()
+    br = run(chain(t.identity.s(4),
+                   nc.branch(t.is_even.s(), t.mul.s(2)).link(t.record.s(path=log, tag="bl"))))
+    assert br.get() == 8
+    for r in (ok, bad, br):
+        settle(r)
+    assert tagged(log, "fl") == [{"task": "fl", "args": [[0, 2, 4]], "kwargs": {}}]
+    assert tagged(log, "fe") == [{"task": "fe", "args": ["Boom('boom')"], "kwargs": {}}]
+    assert tagged(log, "bl") == [{"task": "bl", "args": [8], "kwargs": {}}]
+
+
+def test_group_errback_runs_once_with_the_first_failure_in_header_order(run, log, settle):
+    # Deliberately not Celery's (which calls a group's errback once per failed member).
+    r = run(group(t.add.s(1, 1), t.fail.s(message="a"), t.fail.s(message="b")),
+            link_error=t.record.s(path=log, tag="eb"))
+    values = r.get(propagate=False)
+    assert values[0] == 2 and [str(v) for v in values[1:]] == ["a", "b"]
+    settle(r)
+    assert tagged(log, "eb") == [{"task": "eb", "args": ["Boom('a')"], "kwargs": {}}]
+
+
+def test_chain_errback_once_when_a_chord_inside_fails(run, log, settle):
+    wf = chain(t.add.s(1, 1), chord([t.mul.s(2), t.fail.s(), t.fail.s()], t.tsum.s()),
+               t.add.s(1))
+    r = run(wf, link_error=t.record.s(path=log, tag="eb"))
+    with pytest.raises(t.Boom):
+        r.get()
+    settle(r)
+    assert len(tagged(log, "eb")) == 1
+    assert r.state == "NOT_RUN" and r.parent.state == "NOT_RUN"
