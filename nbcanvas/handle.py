@@ -62,7 +62,11 @@ class WorkflowHandle:
         self.backend, self.canvas, self._structure, self.app = backend, canvas, structure, app
         self.name = name or (canvas.name if canvas is not None else id)
         self.forgotten = False
-        self.retried_from: WorkflowHandle | None = None
+        #: how the canvas was compiled (retry() compiles it again the same way)
+        self.compile_args: dict[str, Any] = {"parallelism": 1, "fusion": True, "batching": False}
+        #: retries so far, and each unit's key in the latest run (original key -> live key)
+        self.attempt = 0
+        self.keymap: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"<WorkflowHandle {self.name} {self.id}>"

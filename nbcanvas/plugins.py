@@ -8,6 +8,7 @@ local revoked set and, with ``terminate``, interrupts running steps.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -16,6 +17,8 @@ from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 from .runtime.emit import TOPIC
 
 __all__ = ["NbcanvasScheduler", "NbcanvasWorker", "HOLDER", "summary"]
+
+logger = logging.getLogger("nbcanvas")
 
 #: The pseudo-client that keeps a workflow's results alive on the scheduler until forget().
 HOLDER = "nbcanvas-records"
@@ -49,6 +52,15 @@ def summary(rec: dict[str, Any]) -> dict[str, Any]:
             "finished": finished}
 
 
+def _guarded(fn: Any) -> Any:
+    def handler(**kwargs: Any) -> None:
+        try:
+            fn(**kwargs)
+        except Exception:
+            logger.exception("nbcanvas: %s failed", getattr(fn, "__name__", "handler"))
+    return handler
+
+
 class NbcanvasScheduler(SchedulerPlugin):
     """Workflow records on the scheduler."""
 
@@ -64,7 +76,9 @@ class NbcanvasScheduler(SchedulerPlugin):
 
     async def start(self, scheduler: Any) -> None:
         self.scheduler = scheduler
-        scheduler.stream_handlers["nbcanvas-register"] = self.register
+        # A stream handler that raises would close the client's stream: never let one raise.
+        scheduler.stream_handlers["nbcanvas-register"] = _guarded(self.register)
+        scheduler.stream_handlers["nbcanvas-retry"] = _guarded(self.retry)
         scheduler.handlers.update({
             "nbcanvas_lookup": self.lookup, "nbcanvas_list": self.list,
             "nbcanvas_revoke": self.revoke, "nbcanvas_forget": self.forget,
@@ -86,6 +100,33 @@ class NbcanvasScheduler(SchedulerPlugin):
             self.index[node_id] = wf
         for key in record["keys"]:
             self._pending_keys[key] = wf
+
+    def retry(self, client: str | None = None, wf: str | None = None, token: str | None = None,
+              keys: dict[str, str] | None = None, reset: list[str] | None = None,
+              result: Any = None, **_: Any) -> None:
+        """Stream handler: a retry of ``wf`` runs as ``token``; ``keys`` maps old unit keys to
+        the new ones; the states of ``reset`` nodes start again from PENDING."""
+        rec = self.records.get(wf)  # type: ignore[arg-type]
+        if rec is None or token is None:
+            return
+        rec["token"] = token
+        rec.pop("revoked", None)
+        for node_id in reset or ():
+            rec["states"].pop(node_id, None)
+        keys = keys or {}
+        for node_id, row in list(rec["nodes"].items()):
+            if row[4] in keys:
+                row = list(row)
+                row[4] = keys[row[4]]
+                rec["nodes"][node_id] = row
+        old = [k for k in keys if k in self.scheduler.tasks]
+        rec["keys"] = [keys.get(k, k) for k in rec["keys"]]
+        if result is not None:
+            rec["result"] = result
+        for new in keys.values():
+            self._pending_keys[new] = wf  # type: ignore[assignment]
+        if old:
+            self.scheduler.client_releases_keys(old, HOLDER, stimulus_id=f"nbcanvas-retry-{token}")
 
     def update_graph(self, scheduler: Any, *, keys: Any = None, tasks: Any = None,
                      **kwargs: Any) -> None:
@@ -146,13 +187,14 @@ class NbcanvasScheduler(SchedulerPlugin):
     async def revoke(self, wf: str | None = None, terminate: bool = False, **_: Any) -> int:
         """Tell every worker, wait for all acknowledgements; then no step of ``wf`` can start."""
         assert wf is not None
-        self.revoked.add(wf)
         rec = self.records.get(wf)
+        token = rec.get("token", wf) if rec is not None else wf
+        self.revoked.add(token)
         if rec is not None:
             rec["revoked"] = time.time()
         addrs = list(self.scheduler.workers)
         acks = await asyncio.gather(*[
-            self.scheduler.rpc(a).nbcanvas_revoke(wf=wf, terminate=terminate) for a in addrs],
+            self.scheduler.rpc(a).nbcanvas_revoke(wf=token, terminate=terminate) for a in addrs],
             return_exceptions=True)
         return sum(1 for a in acks if a == "OK")
 

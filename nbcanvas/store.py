@@ -119,6 +119,20 @@ class StateStore:
             self.version += 1
             self._cond.notify_all()
 
+    def reset(self, ids: list[str]) -> None:
+        """Forget the states of ``ids`` (they run again after ``retry()``)."""
+        with self._cond:
+            for i in ids:
+                self._states.pop(i, None)
+            self.version += 1
+            self._cond.notify_all()
+            observers = list(self._observers)
+        for fn in observers:
+            try:
+                fn(self)
+            except Exception:
+                pass
+
     # -- reading ----------------------------------------------------------------------------------
     def state(self, id: str) -> str:
         st = self._states.get(id)

@@ -12,7 +12,7 @@ from typing import Any
 
 from .canvas import Signature, iter_nodes
 from .cluster import Connection, connection
-from .compile import Lst, Ref, compile_canvas
+from .compile import Lst, NodeInfo, Ref, compile_canvas
 from .compile.taskspec import to_dask_graph
 from .eager import _app_of, node_rows
 from .errors import ImproperlyConfigured, ResultNotFound, TimeoutError, WorkflowLost
@@ -118,17 +118,21 @@ def submit(sig: Signature) -> Any:
     guess = getattr(app, "_nthreads", None) or os.cpu_count() or 2
     fusion, batching = getattr(app, "fusion", True), getattr(app, "batching", True)
     cg = compile_canvas(sig, wf, parallelism=guess, fusion=fusion, batching=batching)
+    used = guess
     conn = connection(app)
     real = conn.nthreads
     if batching and real != guess:
         app._nthreads = real
         if not guess / 2 <= real <= guess * 2:  # batch sizes follow the cluster's size
             cg = compile_canvas(sig, wf, parallelism=real, fusion=fusion, batching=batching)
+            used = real
     _check_routing(conn, cg)
     rows = node_rows(cg)
     store = register_store(StateStore(wf, {i: r[:4] for i, r in rows.items()}))
     graph = to_dask_graph(cg)
+    compile_args = {"parallelism": used, "fusion": fusion, "batching": batching}
     record = {"id": wf, "name": _name_of(sig), "structure": sig.to_dict(strict=False),
+              "compile": compile_args,
               "nodes": {i: list(r) for i, r in rows.items()}, "result": encode_where(cg.result),
               "keys": list(cg.units), "created": store.created}
     conn.send({"op": "nbcanvas-register", "record": record})
@@ -140,6 +144,7 @@ def submit(sig: Signature) -> Any:
         raise _name_unpicklable(cg, e) from e
     handle = WorkflowHandle(wf, rows, cg.result, store, ClusterBackend(conn, futures), canvas=sig,
                             app=app, name=record["name"])
+    handle.compile_args = compile_args
     return result_for(wf, register_handle(handle))
 
 
@@ -166,16 +171,34 @@ def reattach(id: str, app: Any = None) -> WorkflowHandle:
         raise ResultNotFound(f"no workflow with a task or result id {id!r} is known to the "
                              f"scheduler at {conn.client.scheduler.address}: it was never sent "
                              f"there, or it was forgotten")
+    rec = _lists(rec)
     wf = rec["id"]
-    rows = {i: (r[0], r[1], r[2], r[3], r[4], tuple(r[5])) for i, r in rec["nodes"].items()}
+    rows = {i: NodeInfo(r[0], r[1], r[2], r[3], r[4], tuple(r[5])) for i, r in rec["nodes"].items()}
     store = get_store(wf) or register_store(StateStore(wf, {i: r[:4] for i, r in rows.items()}))
     store.load(rec["states"], rec["dyn"])
     store.branches.update(rec.get("branches", {}))
     futures = {k: Future(k, conn.client) for k in rec["keys"]}
+    # A Future made from a key does not tell the scheduler; ask for the keys' state now.
+    conn.send({"op": "client-desires-keys", "keys": list(futures)})
     handle = WorkflowHandle(wf, rows, decode_where(rec["result"]), store,
                             ClusterBackend(conn, futures), structure=rec["structure"], app=app,
                             name=rec["name"])
+    handle.compile_args = dict(rec.get("compile") or handle.compile_args)
+    token = rec.get("token", wf)
+    if "~" in token:  # it was retried: live keys carry the attempt number
+        handle.attempt = int(token.rpartition("~")[2])
+        handle.keymap = {k.rpartition("~")[0]: k for k in rec["keys"] if "~" in k}
     return register_handle(handle)
+
+
+def _lists(obj: Any) -> Any:
+    """The record as sent: distributed's msgpack turns lists into tuples; JSON forms have no
+    tuples (they are tagged), so every tuple here was a list."""
+    if isinstance(obj, (list, tuple)):
+        return [_lists(x) for x in obj]
+    if isinstance(obj, dict):
+        return {k: _lists(v) for k, v in obj.items()}
+    return obj
 
 
 def save_group(result: Any) -> None:

@@ -125,13 +125,13 @@ class UnitProgram:
     token is the key (hashing thousands of programs would cost seconds on a 10k group).
     """
 
-    __slots__ = ("key", "progs")
+    __slots__ = ("key", "progs", "reuse")
 
-    def __init__(self, key: str, progs: tuple) -> None:
-        self.key, self.progs = key, progs
+    def __init__(self, key: str, progs: tuple, reuse: bool = False) -> None:
+        self.key, self.progs, self.reuse = key, progs, reuse
 
     def __reduce__(self):
-        return (UnitProgram, (self.key, self.progs))
+        return (UnitProgram, (self.key, self.progs, self.reuse))
 
     def __dask_tokenize__(self) -> object:
         return ("nbcanvas-unit", self.key)

@@ -28,7 +28,7 @@ def _register_sizeof() -> None:
 _register_sizeof()
 
 __all__ = ["run_unit", "run_units_local", "execute_local", "REVOKED", "revoke_local", "TOPIC",
-           "NO_INPUT", "Ctx", "outcome_at"]
+           "NO_INPUT", "Ctx", "outcome_at", "known_results"]
 
 _sinks: weakref.WeakKeyDictionary[Any, WorkerSink] = weakref.WeakKeyDictionary()
 
@@ -44,12 +44,27 @@ def _worker_sink(worker: Any) -> WorkerSink:
     return sink
 
 
-def run_unit(unit: Any, wf: str, *deps: dict[str, Any]) -> dict[str, Any]:
-    """The dask task of one unit: run its programs, return ``{node id: outcome}``."""
+def known_results(previous: Any) -> dict[str, Any]:
+    """The results of steps that succeeded in a previous run of a unit (for ``retry()``)."""
+    from .outcome import Failed, GroupOutcome, Skipped
+    outcomes = previous.outcomes if isinstance(previous, UnitResult) else previous
+    return {k: v for k, v in outcomes.items()
+            if not isinstance(v, (Failed, Skipped, GroupOutcome))}
+
+
+def run_unit(unit: Any, token: str, *deps: Any) -> UnitResult:
+    """The dask task of one unit: run its programs, return ``{node id: outcome}``.
+
+    ``token`` is the workflow id (or ``<id>~<n>`` for a retry). A retried unit's last
+    dependency is its previous result: the steps that succeeded there are reused.
+    """
     progs = unit.progs
+    known = None
+    if getattr(unit, "reuse", False):
+        known, deps = known_results(deps[-1]), deps[:-1]
     from distributed import get_worker
     worker = get_worker()
-    ctx = Ctx(wf, _worker_sink(worker), execute_on_cluster, host=worker.address)
+    ctx = Ctx(token, _worker_sink(worker), execute_on_cluster, host=worker.address, known=known)
     try:
         for prog, sel in progs:
             run_prog(prog, resolve(sel, deps), ctx)
@@ -71,7 +86,8 @@ def run_units_local(units: dict[str, Any], ctx: Ctx) -> dict[str, dict[str, Any]
     done: dict[str, dict[str, Any]] = {}
     for key, unit in units.items():
         deps = tuple(done[d] for d in unit.deps)
-        uctx = Ctx(ctx.wf, ctx.sink, ctx.execute, host=ctx.host, eager=ctx.eager)
+        uctx = Ctx(ctx.token, ctx.sink, ctx.execute, host=ctx.host, eager=ctx.eager,
+                   known=ctx.known)
         for prog, sel in unit.progs:
             run_prog(prog, resolve(sel, deps), uctx)
         done[key] = uctx.results
@@ -82,7 +98,7 @@ def run_units_local(units: dict[str, Any], ctx: Ctx) -> dict[str, dict[str, Any]
 def execute_local(sig: Any, ctx: Ctx) -> Any:
     """Run a canvas with fan-out in this process (``apply()``, and dynamic steps in it)."""
     from ..compile import compile_canvas
-    cg = compile_canvas(sig, ctx.wf, parallelism=1, fusion=True, batching=False)
+    cg = compile_canvas(sig, ctx.token, parallelism=1, fusion=True, batching=False)
     done = run_units_local(cg.units, ctx)
     return outcome_at(cg.result, done)
 
@@ -95,7 +111,7 @@ def execute_on_cluster(sig: Any, ctx: Ctx) -> Any:
     with worker_client() as client:
         nthreads = sum(w.get("nthreads", 1) for w in
                        client.scheduler_info().get("workers", {}).values()) or 1
-        cg = compile_canvas(sig, ctx.wf, parallelism=nthreads)
+        cg = compile_canvas(sig, ctx.token, parallelism=nthreads)
         ctx.sink.flush()
         graph = to_dask_graph(cg)
         keys = list(cg.units)

@@ -48,16 +48,23 @@ def _foreach(prog: Dyn, value: Any, ctx: Any) -> Any:
     except TypeError as e:
         raise TypeError(f"foreach needs an iterable input, got {type(value).__name__}") from e
     body = prog.canvas.body
-    members = []
+    members, todo, outcomes = [], [], {}
     for i, x in enumerate(items):
         m = rekey(body, str(i))
         members.append(m)
         ctx.emit("N", m.id, prog.id, m.name, m.kind, i)
-    grp = group(members)._replace(_id=f"{prog.id}:all")
-    if not members:
-        return GroupOutcome([])
-    from .interp import NO_INPUT
-    return run_canvas(_with_items(grp, items), NO_INPUT, ctx)
+        if m.id in ctx.known and type(m) is Signature:  # succeeded in an earlier run
+            outcomes[i] = ctx.record(m.id, ctx.known[m.id])
+            ctx.emit("D", m.id, "SUCCESS", "reused")
+        else:
+            todo.append(i)
+    if todo:
+        from .interp import NO_INPUT
+        grp = group([members[i] for i in todo])._replace(_id=f"{prog.id}:all")
+        out = run_canvas(_with_items(grp, [items[i] for i in todo]), NO_INPUT, ctx)
+        run = out.items if isinstance(out, GroupOutcome) else [out]
+        outcomes.update(zip(todo, run))
+    return GroupOutcome([outcomes[i] for i in range(len(items))])
 
 
 def _with_items(grp: Any, items: list[Any]) -> Any:

@@ -41,7 +41,8 @@ _lock = threading.Lock()
 
 
 def revoke_local(wf: str) -> list[int]:
-    """Mark ``wf`` revoked here; wake its retry waits; return the threads running its steps."""
+    """Mark run ``wf`` (a workflow id or retry token) revoked here; wake its retry waits;
+    return the threads running its steps."""
     with _lock:
         REVOKED.add(wf)
         ev = _wake.setdefault(wf, threading.Event())
@@ -51,11 +52,18 @@ def revoke_local(wf: str) -> list[int]:
 
 
 class Ctx:
-    """Everything a unit needs while it runs: its workflow, the event sink, its results."""
+    """Everything a unit needs while it runs: its workflow, the event sink, its results.
 
-    def __init__(self, wf: str, sink: Sink, execute: Callable[..., Any], host: str = "local",
-                 eager: bool = False) -> None:
-        self.wf, self.sink, self.execute, self.host, self.eager = wf, sink, execute, host, eager
+    ``token`` names this run of the workflow for revoke: the workflow id, or ``<id>~<n>`` for
+    its n-th ``retry()``; events always go to the workflow id. ``known`` holds results of
+    steps that already succeeded in an earlier run: those steps are not run again.
+    """
+
+    def __init__(self, token: str, sink: Sink, execute: Callable[..., Any], host: str = "local",
+                 eager: bool = False, known: dict[str, Any] | None = None) -> None:
+        self.token, self.wf = token, token.partition("~")[0]
+        self.sink, self.execute, self.host, self.eager = sink, execute, host, eager
+        self.known: dict[str, Any] = known or {}
         self.results: dict[str, Any] = {}
 
     def emit(self, code: str, id: str, *fields: Any) -> None:
@@ -66,14 +74,14 @@ class Ctx:
         return outcome
 
     def revoked(self) -> bool:
-        return self.wf in REVOKED
+        return self.token in REVOKED
 
     def wait(self, seconds: float) -> bool:
         """Sleep ``seconds`` unless the workflow is revoked meanwhile; True if revoked."""
         if seconds <= 0:
             return self.revoked()
         with _lock:
-            ev = _wake.setdefault(self.wf, threading.Event())
+            ev = _wake.setdefault(self.token, threading.Event())
         return ev.wait(seconds) or self.revoked()
 
 
@@ -225,6 +233,11 @@ def _autoretry(opts: dict[str, Any], exc: BaseException, retries: int) -> float 
 
 def run_step(step: Any, inp: Any, ctx: Ctx, prepend: tuple | None = None) -> Any:
     """Run a task call with its retries; record and report its outcome; run its callbacks."""
+    if step.id in ctx.known:  # succeeded in an earlier run: reuse, never run it twice
+        result = ctx.record(step.id, ctx.known[step.id])
+        ctx.emit("D", step.id, "SUCCESS", "reused")
+        _callbacks(step, result, ctx)
+        return result
     if prepend is None:
         value, cause = value_of(inp)
         if cause is not None:
@@ -242,11 +255,11 @@ def run_step(step: Any, inp: Any, ctx: Ctx, prepend: tuple | None = None) -> Any
     tid = threading.get_ident()
     while True:
         with _lock:  # admit the step atomically with respect to revoke_local()
-            if ctx.wf in REVOKED:
+            if ctx.token in REVOKED:
                 admitted = False
             else:
                 admitted = True
-                RUNNING.setdefault(ctx.wf, set()).add(tid)
+                RUNNING.setdefault(ctx.token, set()).add(tid)
                 ctx.emit("S", step.id, retries, ctx.host)
         if not admitted:
             return skip(step, Revoked(), ctx)
@@ -279,7 +292,7 @@ def run_step(step: Any, inp: Any, ctx: Ctx, prepend: tuple | None = None) -> Any
             return result
         finally:
             with _lock:
-                RUNNING.get(ctx.wf, set()).discard(tid)
+                RUNNING.get(ctx.token, set()).discard(tid)
         retries += 1
         if ctx.wait(delay):
             return skip(step, Revoked(), ctx)

@@ -1,0 +1,62 @@
+"""Tasks for the workflow-control tests (importable by worker processes and subprocesses)."""
+from __future__ import annotations
+
+import os
+import time
+
+import nbcanvas as nc
+
+app = nc.App("control", set_as_current=False)
+
+
+@app.task(name="control.slow")
+def slow(x, delay=0.05):
+    time.sleep(delay)
+    return x + 1
+
+
+@app.task(name="control.total")
+def total(xs):
+    return sum(xs)
+
+
+@app.task(name="control.spin")
+def spin(seconds):
+    """Busy Python loop (interruptible at the next bytecode, unlike a C-level sleep)."""
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+    return n
+
+
+@app.task(name="control.logged")
+def logged(x, path, name):
+    with open(path, "a") as f:
+        f.write(name + "\n")
+    return x + [name]
+
+
+@app.task(name="control.flaky")
+def flaky(x, path, name, flag):
+    with open(path, "a") as f:
+        f.write(name + "\n")
+    if not os.path.exists(flag):
+        raise OSError("not yet")
+    return x + [name]
+
+
+@app.task(name="control.collect")
+def collect(xs):
+    return xs
+
+
+@app.task(name="control.long_step", bind=True)
+def long_step(self, data, steps=10, gate=None):
+    for i in range(steps):
+        self.update_state(state="PROGRESS", meta={"step": i, "total": steps})
+        deadline = time.monotonic() + 30
+        while gate is not None and not os.path.exists(f"{gate}.{i}") and \
+                time.monotonic() < deadline:
+            time.sleep(0.01)
+    return data

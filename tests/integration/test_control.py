@@ -1,0 +1,220 @@
+"""Workflow control on a real cluster: race-free revoke, reattach, forget, retry, monitoring."""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import nbcanvas as nc
+from nbcanvas.errors import ResultNotFound
+
+from . import controltasks as t
+
+pytestmark = pytest.mark.cluster
+ROOT = Path(__file__).resolve().parents[2]
+REPS = 20
+
+
+def _canvas(kind: str):
+    if kind == "chain":
+        return nc.chain(t.slow.s(0), *[t.slow.s() for _ in range(30)])
+    if kind == "group":
+        return nc.group(t.slow.s(i) for i in range(40))
+    return nc.chord([t.slow.s(i) for i in range(40)])(t.total.s())
+
+
+@pytest.mark.parametrize("kind", ["chain", "group", "chord"])
+def test_no_step_starts_after_revoke_returns(dask_client, kind):
+    for rep in range(REPS):
+        r = _canvas(kind).delay()
+        store = r.handle.store
+        assert store.wait(lambda s: s.counts().get("SUCCESS", 0) >= 1 + rep % 3, 30)
+        r.revoke()
+        returned = time.time()
+        with pytest.raises(nc.TaskRevokedError):
+            r.get(timeout=60)
+        assert store.wait(lambda s: s.finished(), 60)
+        starts = [st.started for st in store._states.values() if st.started]
+        late = [s for s in starts if s > returned]
+        assert not late, f"rep {rep}: {len(late)} steps started after revoke() returned"
+        counts = store.counts()
+        assert counts["REVOKED"] > 0 and counts.get("FAILURE", 0) == 0
+        assert r.state == "REVOKED"
+
+
+def test_revoke_terminate_interrupts_a_running_step(dask_client):
+    r = nc.chain(t.spin.s(60), t.slow.s()).delay()
+    first = r.parent
+    assert r.handle.store.wait(lambda s: s.state(first.id) == "STARTED", 30)
+    t0 = time.monotonic()
+    r.revoke(terminate=True)
+    with pytest.raises(nc.TaskRevokedError):
+        r.get(timeout=30)
+    assert time.monotonic() - t0 < 30  # the 60 s loop was interrupted
+    assert first.state == "REVOKED" and r.state == "REVOKED"
+
+
+def test_get_timeout_raises_and_cancels_nothing(dask_client):
+    r = t.slow.s(1, delay=1.0).delay()
+    with pytest.raises(nc.TimeoutError):
+        r.get(timeout=0.05)
+    with pytest.raises(TimeoutError):  # also the builtin, for plain except clauses
+        r.get(timeout=0.01)
+    assert r.get(timeout=30) == 2
+
+
+def test_await_does_not_block_the_event_loop(dask_client):
+    async def main():
+        r = t.slow.s(1, delay=0.3).delay()
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+        task = asyncio.ensure_future(ticker())
+        value = await r
+        task.cancel()
+        g = await nc.group(t.slow.s(i) for i in range(3)).delay()
+        return value, ticks, g
+    value, ticks, g = asyncio.run(main())
+    assert value == 2 and g == [1, 2, 3]
+    assert ticks >= 5  # the loop kept running while the result was awaited
+
+
+def test_seed_monitoring_prints_progress_by_id(dask_client, tmp_path, capsys):
+    gate = str(tmp_path / "gate")
+    workflow = nc.chord([t.long_step.s(i, gate=gate) for i in range(3)])(t.total.s())
+    task = workflow.delay()
+
+    def monitor_workflow(workflow_id):  # the seed's function, verbatim but for the app
+        result = t.app.AsyncResult(workflow_id)
+        print(f"Status: {result.status}")
+        print(f"Progress: {result.info}")
+
+    store = task.handle.store
+    assert store.wait(lambda s: s.latest is not None and s.latest[1] == "PROGRESS", 30)
+    monitor_workflow(task.id)
+    out = capsys.readouterr().out
+    assert "Status: PROGRESS" in out and "'total': 10" in out, out
+    for i in range(10):
+        Path(f"{gate}.{i}").touch()
+    assert task.get(timeout=60) == 3
+
+
+def _py(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT)
+
+
+def test_reattach_from_another_process(dask_client):
+    r = nc.chord([t.slow.s(i) for i in range(4)])(t.total.s()).delay()
+    assert r.get(timeout=60) == 10
+    addr = dask_client.scheduler.address
+    code = f"""
+        import nbcanvas as nc
+        from distributed import Client
+        client = Client({addr!r})
+        for _ in range(10):
+            r = nc.AsyncResult({r.id!r})
+            print("state", r.state, "result", r.get(timeout=30), "info", r.info)
+            print("parent", type(r.parent).__name__, len(r.parent.results), r.parent.get())
+            print("structure", r.handle.structure["type"])
+            nc.events.drop_store(r.handle.id); nc.handle.drop_handle(r.handle)
+    """
+    out = _py(code)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines.count("state SUCCESS result 10 info 10") == 10
+    assert lines.count("parent GroupResult 4 [1, 2, 3, 4]") == 10
+    assert "structure chord" in lines
+
+
+def test_workflow_started_elsewhere_is_found_here_and_forgotten(dask_client):
+    addr = dask_client.scheduler.address
+    out = _py(f"""
+        import nbcanvas as nc
+        from distributed import Client
+        from tests.integration import controltasks as t
+        client = Client({addr!r})
+        r = nc.chain(t.slow.s(1), t.slow.s()).delay()
+        r.get(timeout=60)
+        print(r.id)
+    """)
+    assert out.returncode == 0, out.stderr
+    wf = out.stdout.split()[-1]
+    r = nc.AsyncResult(wf)
+    assert r.get(timeout=30) == 3 and r.state == "SUCCESS"
+    assert r.parent.get() == 2
+    r.forget()
+    with pytest.raises(ResultNotFound):
+        nc.AsyncResult(wf).get(timeout=5)
+
+
+def test_group_result_save_and_restore(dask_client):
+    g = nc.group(t.slow.s(i) for i in range(3)).delay().save()
+    assert g.get(timeout=30) == [1, 2, 3]
+    restored = nc.GroupResult.restore(g.id)
+    assert restored.get() == [1, 2, 3] and restored.completed_count() == 3
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+@pytest.mark.parametrize("mode", ["eager", "cluster"])
+def test_retry_runs_only_what_did_not_succeed(dask_client, tmp_path, mode):
+    log, flag = tmp_path / "log", str(tmp_path / "flag")
+    wf = nc.chain(t.logged.s([], str(log), "a"),
+                  nc.group(t.logged.s(str(log), "g1"), t.flaky.s(str(log), "g2", flag),
+                           t.logged.s(str(log), "g3")),
+                  t.collect.s(), t.logged.s(str(log), "z"))
+    r = wf.apply() if mode == "eager" else wf.delay()
+    with pytest.raises(OSError):
+        r.get(timeout=30)
+    assert r.handle.store.wait(lambda s: s.finished(), 30)
+    assert sorted(_lines(log)) == ["a", "g1", "g2", "g3"]
+    Path(flag).touch()
+    again = r.retry()
+    assert again.id == r.id
+    assert again.get(timeout=30) == [["a", "g1"], ["a", "g2"], ["a", "g3"], "z"]
+    ran = _lines(log)
+    assert sorted(ran) == ["a", "g1", "g2", "g2", "g3", "z"]  # every success ran exactly once
+    assert r.state == "SUCCESS" and r.handle.store.counts() == {"SUCCESS": 6}
+
+
+def test_retry_after_revoke_finishes_the_workflow(dask_client):
+    r = nc.chain(t.slow.s(0), *[t.slow.s() for _ in range(20)]).delay()
+    assert r.handle.store.wait(lambda s: s.counts().get("SUCCESS", 0) >= 2, 30)
+    r.revoke()
+    with pytest.raises(nc.TaskRevokedError):
+        r.get(timeout=60)
+    assert r.handle.store.wait(lambda s: s.finished(), 30)
+    done_before = r.handle.store.counts()["SUCCESS"]
+    assert r.retry().get(timeout=60) == 21
+    assert r.handle.store.counts() == {"SUCCESS": 21} and done_before < 21
+
+
+def test_retry_from_a_reattached_process(dask_client, tmp_path):
+    log, flag = tmp_path / "log", str(tmp_path / "flag")
+    r = nc.chain(t.logged.s([], str(log), "a"), t.flaky.s(str(log), "b", flag)).delay()
+    with pytest.raises(OSError):
+        r.get(timeout=30)
+    Path(flag).touch()
+    out = _py(f"""
+        import nbcanvas as nc
+        from distributed import Client
+        from tests.integration import controltasks  # registers the tasks here
+        client = Client({dask_client.scheduler.address!r})
+        print(nc.AsyncResult({r.id!r}).retry().get(timeout=60))
+    """)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[-2] == "['a', 'b']"
+    assert _lines(log) == ["a", "b", "b"]
