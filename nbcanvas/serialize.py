@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from .app import lookup_task
-from .canvas import Signature, branch, chain, chord, foreach, group, xmap
+from .canvas import Signature, branch, chain, chord, chunks, foreach, group, xmap
 
 __all__ = ["SCHEMA_VERSION", "to_dict", "from_dict", "encode_value", "decode_value"]
 
@@ -106,7 +106,7 @@ def _exception_type(path: str) -> type:
 def _common(sig: Signature, strict: bool) -> dict[str, Any]:
     where = f"{sig.kind} {sig.name!r}"
     d: dict[str, Any] = {"type": sig.kind}
-    if type(sig) in (Signature, xmap):
+    if type(sig) in (Signature, xmap, chunks):
         d["task"] = sig.task
     if sig.args:
         d["args"] = [encode_value(a, f"{where} argument {i}", strict) for i, a in enumerate(sig.args)]
@@ -138,6 +138,9 @@ def to_dict(sig: Signature, strict: bool = True, _top: bool = True) -> dict[str,
     elif isinstance(sig, xmap):
         d["items"] = [encode_value(x, f"{sig.name}.map item", strict) for x in sig.items]
         d["star"] = sig.star
+    elif isinstance(sig, chunks):
+        d["items"] = [encode_value(x, f"{sig.name}.chunks item", strict) for x in sig.items]
+        d["n"] = sig.n
     elif isinstance(sig, foreach):
         d["body"] = to_dict(sig.body, strict, _top=False)
     elif isinstance(sig, branch):
@@ -195,6 +198,14 @@ def from_dict(d: Mapping[str, Any]) -> Any:
         t = lookup_task(_need(d, "task", str, "xmap"))
         sig = xmap(t, [decode_value(x) for x in _need(d, "items", list, "xmap")],
                    star=bool(d.get("star")))
+        sig = sig.set(**options) if options else sig
+    elif kind == "chunks":
+        t = lookup_task(_need(d, "task", str, "chunks"))
+        items = [decode_value(x) for x in _need(d, "items", list, "chunks")]
+        if not all(isinstance(x, (list, tuple)) for x in items):
+            raise ValueError("from_dict: chunks items should be lists of arguments")
+        sig = chunks(t, items, _need(d, "n", int, "chunks"))
+        sig = sig.set(**options) if options else sig
     elif kind == "foreach":
         sig = foreach(from_dict(_need(d, "body", Mapping, "foreach")), **options)
     elif kind == "branch":
