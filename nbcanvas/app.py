@@ -58,6 +58,15 @@ class App:
     def __reduce__(self):  # an App never travels with its client; workers get a bare one
         return (_bare_app, (self.main,))
 
+    def set_current(self) -> App:
+        """Make this the current app again (Celery's ``app.set_current()``): names are looked
+        up here first, and ``nc.connect()`` connects this app."""
+        with _lock:
+            if self in _current:
+                _current.remove(self)
+            _current.append(self)
+        return self
+
     # -- tasks -----------------------------------------------------------------------------
     @overload
     def task(self, fn: Callable[..., Any], /) -> Task: ...
