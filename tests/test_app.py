@@ -28,14 +28,14 @@ def module_level_add(x, y):
 
 
 def test_task_decorator_registers_under_given_name(app):
-    @app.task(name="tasks.add")
+    @app.task(name="test_app.add")
     def add(x, y):
         return x + y
 
     assert isinstance(add, nc.Task)
-    assert add.name == "tasks.add"
-    assert app.tasks["tasks.add"] is add
-    assert app.get_task("tasks.add") is add
+    assert add.name == "test_app.add"
+    assert app.tasks["test_app.add"] is add
+    assert app.get_task("test_app.add") is add
     assert add.app is app
 
 
@@ -80,16 +80,16 @@ def test_module_level_task_registers_on_default_app():
 
 
 def test_reregistering_replaces(app):
-    @app.task(name="tasks.v")
+    @app.task(name="test_app.v")
     def v1():
         return 1
 
-    @app.task(name="tasks.v")
+    @app.task(name="test_app.v")
     def v2():
         return 2
 
-    assert app.get_task("tasks.v") is v2
-    assert len([n for n in app.tasks if n == "tasks.v"]) == 1
+    assert app.get_task("test_app.v") is v2
+    assert len([n for n in app.tasks if n == "test_app.v"]) == 1
 
 
 def test_registering_a_non_callable_raises(app):
@@ -111,7 +111,7 @@ def test_calling_the_task_runs_the_function(app):
 
 
 def test_bind_true_passes_the_task_as_self(app):
-    @app.task(bind=True, name="tasks.whoami")
+    @app.task(bind=True, name="test_app.whoami")
     def whoami(self, x):
         return self, x
 
@@ -122,11 +122,11 @@ def test_bind_true_passes_the_task_as_self(app):
 
 
 def test_repr_and_metadata(app):
-    @app.task(name="tasks.documented", bind=True)
+    @app.task(name="test_app.documented", bind=True)
     def documented(self):
         """Docstring kept."""
 
-    assert repr(documented) == "<@task: tasks.documented (bound)>"
+    assert repr(documented) == "<@task: test_app.documented (bound)>"
     assert documented.__doc__ == "Docstring kept."
     assert documented.__name__ == "documented"
     assert documented.__wrapped__ is documented.run
@@ -173,12 +173,12 @@ def test_ambiguity_across_apps(app):
 
 
 def test_unknown_name_suggests_the_closest(app):
-    app.task(module_level_add, name="tasks.process_image")
+    app.task(module_level_add, name="test_app.process_image")
     with pytest.raises(nc.NotRegistered) as info:
-        app.get_task("tasks.proces_image")
+        app.get_task("test_app.proces_image")
     msg = str(info.value)
-    assert "no task named 'tasks.proces_image'" in msg
-    assert "did you mean 'tasks.process_image'" in msg
+    assert "no task named 'test_app.proces_image'" in msg
+    assert "did you mean 'test_app.process_image'" in msg
     with pytest.raises(KeyError, match="did you mean"):
         app.get_task("process_imag")
 
@@ -203,6 +203,20 @@ def test_current_app_is_the_last_created():
     b = nc.App(uniq("notcur"), set_as_current=False)
     assert current_app() is a
     assert b in all_apps()
+
+
+def test_set_current_decides_which_app_a_name_resolves_in():
+    name = uniq("same") + ".add"
+    a = nc.App(uniq("a"))
+    ta = a.task(module_level_add, name=name)
+    b = nc.App(uniq("b"))
+    tb = b.task(module_level_add, name=name)
+    assert current_app() is b and lookup_task(name) is tb
+    assert a.set_current() is a
+    assert current_app() is a and lookup_task(name) is ta
+    assert nc.signature(name, args=(1, 2)).type is ta
+    b.set_current()
+    assert nc.signature(name, args=(1, 2)).type is tb
 
 
 # -- options -----------------------------------------------------------------------------------

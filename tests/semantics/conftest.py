@@ -95,6 +95,14 @@ def run(request: pytest.FixtureRequest) -> Runner:
     return RUNNERS[name]
 
 
+@pytest.fixture(autouse=True)
+def _seed_app_is_current() -> None:
+    """Names like ``signature("tasks.add")`` resolve in the seed's app, as in the tutorial
+    (other test modules register apps of their own)."""
+    from .seedtasks import app
+    app.set_current()
+
+
 @pytest.fixture
 def log(tmp_path: pathlib.Path) -> str:
     """A per-test file for side-effect records (see ``seedtasks.records``)."""

@@ -25,6 +25,7 @@ def test_signature_shorthand(run):
 def test_signature_by_name(run):
     sig = signature("tasks.add", args=(2, 2))
     assert sig == t.add.s(2, 2)
+    assert sig.type is t.add
     assert run(sig).get() == 4
 
 
