@@ -87,7 +87,7 @@ class App:
         def register(f: Callable[..., Any]) -> Task:
             if not callable(f):
                 raise TypeError(f"@task needs a function, got {f!r}")
-            qual = name or f"{f.__module__}.{f.__qualname__}"
+            qual = name or _default_name(f)
             opts = check_task_options(options, where=f"task {qual!r}")
             t = Task(f, app=self, name=qual, bind=bind, typing=typing, options=opts)
             with _lock:
@@ -128,6 +128,16 @@ class App:
         from .result import GroupResult
 
         return GroupResult.restore(id, app=self)
+
+
+def _default_name(f: Callable[..., Any]) -> str:
+    """``"<module>.<qualname>"``; a callable without them (a partial, an instance) needs name=."""
+    qual = getattr(f, "__qualname__", None)
+    module = getattr(f, "__module__", None)
+    if not isinstance(qual, str) or not isinstance(module, str):
+        raise TypeError(f"@task: {f!r} has no __module__/__qualname__ to name it by; "
+                        f"give a name: app.task(fn, name='tasks.my_task')")
+    return f"{module}.{qual}"
 
 
 def _bare_app(main: str) -> App:
