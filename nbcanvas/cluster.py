@@ -62,9 +62,15 @@ class Connection:
 
     @property
     def nthreads(self) -> int:
-        """Total worker threads (cached by the client; refreshed by distributed)."""
-        info = self.client.scheduler_info()
+        """Total worker threads, from the client's cached scheduler identity (no round trip)."""
+        info = self._identity()
         return sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()) or 1
+
+    def _identity(self) -> dict[str, Any]:
+        info = getattr(self.client, "_scheduler_identity", None)
+        if not info or not info.get("workers"):
+            info = self.client.scheduler_info()
+        return info
 
     def worker_resources(self) -> set[str]:
         info = self.client.scheduler_info()

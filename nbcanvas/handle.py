@@ -6,12 +6,14 @@ that holds the results: futures on a cluster, or a dict after ``apply()``.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Protocol
 
 from .compile import Lst, Ref
 from .errors import ResultNotFound
 from .events import drop_store
 from .runtime import outcome_at
+from .states import READY_STATES as READY
 from .store import StateStore
 
 __all__ = ["WorkflowHandle", "Backend", "EagerBackend", "find_handle", "register_handle",
@@ -122,8 +124,36 @@ class WorkflowHandle:
 
     # -- results -----------------------------------------------------------------------------
     def outcome(self, where: Ref | Lst, timeout: float | None = None) -> Any:
+        if isinstance(where, Ref):
+            fast = self._inline(where, timeout)
+            if fast is not None:
+                return fast[0]
         done = self.backend.gather(self.keys_of(where), timeout)
         return outcome_at(where, done)
+
+    def _inline(self, where: Ref, timeout: float | None) -> tuple[Any] | None:
+        """The outcome carried by the node's done event (small workflow results), waiting for
+        that event or for the unit's future, whichever comes first."""
+        fut = self.backend.future(where.key)
+        if fut is None:
+            return None
+        st = self.store.get(where.id)
+        if st is None or st.inline is None:
+            def arrived(s: StateStore) -> bool:
+                node = s.get(where.id)
+                return node is not None and (node.inline is not None or node.state in READY)
+            # The done event comes before the unit's result (the unit flushes its events
+            # first); the slices only matter if the unit dies without sending it.
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not fut.done():
+                left = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
+                if left <= 0 or self.store.wait(arrived, left):
+                    break
+            st = self.store.get(where.id)
+            if st is None or st.inline is None:
+                return None
+        import pickle
+        return (pickle.loads(st.inline),)
 
     def ready(self, where: Ref | Lst) -> bool:
         return self.backend.done(self.keys_of(where))

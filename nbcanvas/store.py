@@ -28,7 +28,7 @@ TASK_KINDS = frozenset({"signature", "xmap", "foreach", "branch", "callback"})
 class NodeState:
     """What is known of one node."""
 
-    __slots__ = ("state", "meta", "started", "finished", "retries", "info", "host")
+    __slots__ = ("state", "meta", "started", "finished", "retries", "info", "host", "inline")
 
     def __init__(self) -> None:
         self.state = "PENDING"
@@ -38,6 +38,7 @@ class NodeState:
         self.retries = 0
         self.info: Any = None
         self.host: str | None = None
+        self.inline: bytes | None = None  # the pickled outcome, for a small workflow result
 
     def as_list(self) -> list[Any]:
         return [self.state, self.meta, self.started, self.finished, self.retries, self.info]
@@ -104,6 +105,8 @@ class StateStore:
             self.latest = (id, ev[3], ev[4])
         elif code == "D":
             st.state, st.info, st.finished = ev[3], ev[4], t
+            if len(ev) > 5:
+                st.inline = ev[5]
 
     def load(self, states: dict[str, list[Any]], nodes: dict[str, Any] | None = None) -> None:
         """Merge a snapshot (e.g. from the scheduler's record when re-attaching)."""
@@ -116,6 +119,12 @@ class StateStore:
                 if st.state in READY_STATES:
                     continue
                 st.state, st.meta, st.started, st.finished, st.retries, st.info = row[:6]
+            self.version += 1
+            self._cond.notify_all()
+
+    def poke(self) -> None:
+        """Wake up waiters (e.g. when a future finished without an event)."""
+        with self._cond:
             self.version += 1
             self._cond.notify_all()
 

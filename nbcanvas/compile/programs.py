@@ -125,13 +125,14 @@ class UnitProgram:
     token is the key (hashing thousands of programs would cost seconds on a 10k group).
     """
 
-    __slots__ = ("key", "progs", "reuse")
+    __slots__ = ("key", "progs", "reuse", "inline")
 
-    def __init__(self, key: str, progs: tuple, reuse: bool = False) -> None:
-        self.key, self.progs, self.reuse = key, progs, reuse
+    def __init__(self, key: str, progs: tuple, reuse: bool = False,
+                 inline: frozenset[str] = frozenset()) -> None:
+        self.key, self.progs, self.reuse, self.inline = key, progs, reuse, inline
 
     def __reduce__(self):
-        return (UnitProgram, (self.key, self.progs, self.reuse))
+        return (UnitProgram, (self.key, self.progs, self.reuse, self.inline))
 
     def __dask_tokenize__(self) -> object:
         return ("nbcanvas-unit", self.key)

@@ -38,9 +38,12 @@ def to_dask_graph(cg: CompiledGraph) -> Any:
     plain: dict[str, Task] = {}
     layers: dict[Any, dict[str, Task]] = {}
     anns: dict[Any, dict[str, Any]] = {}
+    result = cg.result
+    inline = frozenset([result.id]) if hasattr(result, "key") else frozenset()
     for key, unit in cg.units.items():
-        task = Task(key, run_unit, UnitProgram(key, tuple(unit.progs)), wf,
-                    *[TaskRef(d) for d in unit.deps])
+        prog = UnitProgram(key, tuple(unit.progs),
+                           inline=inline if key == getattr(result, "key", None) else frozenset())
+        task = Task(key, run_unit, prog, wf, *[TaskRef(d) for d in unit.deps])
         if not unit.routing:
             plain[key] = task
             continue

@@ -65,6 +65,7 @@ def run_unit(unit: Any, token: str, *deps: Any) -> UnitResult:
     from distributed import get_worker
     worker = get_worker()
     ctx = Ctx(token, _worker_sink(worker), execute_on_cluster, host=worker.address, known=known)
+    ctx.inline = getattr(unit, "inline", frozenset())
     try:
         for prog, sel in progs:
             run_prog(prog, resolve(sel, deps), ctx)

@@ -65,6 +65,8 @@ class Ctx:
         self.sink, self.execute, self.host, self.eager = sink, execute, host, eager
         self.known: dict[str, Any] = known or {}
         self.results: dict[str, Any] = {}
+        #: ids whose small outcome travels inside their "done" event (the workflow's result)
+        self.inline: frozenset[str] = frozenset()
 
     def emit(self, code: str, id: str, *fields: Any) -> None:
         self.sink.emit(self.wf, [code, id, time.time(), *fields])
@@ -189,6 +191,22 @@ def run_prog(prog: Any, inp: Any, ctx: Ctx) -> Any:
     raise TypeError(f"not a program: {prog!r}")
 
 
+INLINE_LIMIT = 16_384
+
+
+def _inline(ctx: Ctx, id: str, outcome: Any) -> tuple[bytes, ...]:
+    """The pickled outcome of the workflow's result node, if small: the client's ``.get()``
+    then needs no extra round trip to fetch it from the worker."""
+    if id not in ctx.inline:
+        return ()
+    try:
+        import cloudpickle
+        data = cloudpickle.dumps(outcome)
+    except Exception:
+        return ()
+    return (data,) if len(data) <= INLINE_LIMIT else ()
+
+
 _COPIED = (dict, list, set, bytearray)
 
 
@@ -280,14 +298,15 @@ def run_step(step: Any, inp: Any, ctx: Ctx, prepend: tuple | None = None) -> Any
             delay_or_none = _autoretry(opts, e, retries)
             if delay_or_none is None:
                 failed = ctx.record(step.id, failed_from(e, step.id, step.name))
-                ctx.emit("D", step.id, "FAILURE", f"{type(e).__name__}: {e}"[:300])
+                ctx.emit("D", step.id, "FAILURE", f"{type(e).__name__}: {e}"[:300],
+                         *_inline(ctx, step.id, failed))
                 _callbacks(step, failed, ctx)
                 return failed
             delay = delay_or_none
             ctx.emit("R", step.id, f"{type(e).__name__}: {e}"[:300], delay)
         else:
             ctx.record(step.id, result)
-            ctx.emit("D", step.id, "SUCCESS", None)
+            ctx.emit("D", step.id, "SUCCESS", None, *_inline(ctx, step.id, result))
             _callbacks(step, result, ctx)
             return result
         finally:
