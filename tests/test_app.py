@@ -307,3 +307,16 @@ def test_task_pickles_by_name_and_function(app):
     assert u.name == t.name and u.run is module_level_add
     assert u.options == {"max_retries": 1}
     assert u(2, 2) == 4
+
+
+def test_callables_without_a_qualname_need_a_name(app):
+    import functools
+
+    part = functools.partial(module_level_add, 1)
+    with pytest.raises(TypeError, match="give a name"):
+        app.task(part)
+    t = app.task(part, name=uniq("partial") + ".add1")
+    assert t(2) == 3
+    assert t.s(2).apply().get() == 3
+    with pytest.raises(TypeError, match="1 positional argument but 2 were given"):
+        t.s(1, 2)
