@@ -223,6 +223,33 @@ def handoff(value: Any) -> Any:
     return value
 
 
+_PLAIN = frozenset({int, float, complex, bool, str, bytes, type(None)})
+
+
+def check_sendable(value: Any, name: str) -> None:
+    """On a cluster a step's result must leave its worker: if it cannot be pickled, fail the
+    step now with a TypeError naming it (the failure then flows like any other) instead of
+    letting dask fail later to send it -- an opaque error, or a hang when a unit on another
+    worker waits for it. Protocol 5 keeps large buffers (arrays) out of band: no copy."""
+    if type(value) in _PLAIN:
+        return
+    try:
+        pickle.dumps(value, 5, buffer_callback=_out_of_band)
+    except Exception:
+        try:
+            import cloudpickle
+            cloudpickle.dumps(value, 5, buffer_callback=_out_of_band)
+        except Exception as e:
+            raise TypeError(
+                f"task {name!r} returned a {type(value).__qualname__} that cannot be sent from "
+                f"the worker ({type(e).__name__}: {e}); return picklable data (apply() runs "
+                f"in-process and pickles nothing)") from e
+
+
+def _out_of_band(buffer: Any) -> None:
+    return None
+
+
 def _call(step: Any, args: tuple, kwargs: dict, retries: int, ctx: Ctx) -> Any:
     fn = step.fn
     if step.bind:
@@ -287,6 +314,8 @@ def run_step(step: Any, inp: Any, ctx: Ctx, prepend: tuple | None = None) -> Any
                     result = _call(step, args, kwargs, retries, ctx)
             else:
                 result = _call(step, args, kwargs, retries, ctx)
+            if not ctx.eager:
+                check_sendable(result, step.name)
         except Retry as r:
             delay = float(r.when or 0)
             ctx.emit("R", step.id, repr(r.exc) if r.exc is not None else "retry", delay)
