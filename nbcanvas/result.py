@@ -72,6 +72,19 @@ class _Result:
         from .control import retry_workflow
         return retry_workflow(self)
 
+    @property
+    def parent(self) -> Any:
+        """The result of the previous step (Celery's ``.parent``), or None."""
+        from .structure import parent_of
+        pid = parent_of(self.handle, self.id)
+        return None if pid is None else result_for(pid, self.handle)
+
+    @property
+    def children(self) -> list[Any]:
+        """Results of the callbacks and run-time steps this task started."""
+        from .structure import children_of
+        return [result_for(c, self.handle) for c in children_of(self.handle, self.id)]
+
     def __await__(self) -> Any:
         return self._await().__await__()
 
@@ -186,19 +199,6 @@ class AsyncResult(_Result):
         """The dask Future of the unit holding this task's result (None after ``apply()``)."""
         w = self.handle.where(self.id)
         return self.handle.backend.future(w.key) if hasattr(w, "key") else None
-
-    @property
-    def parent(self) -> Any:
-        """The result of the previous step (Celery's ``.parent``), or None."""
-        from .structure import parent_of
-        pid = parent_of(self.handle, self.id)
-        return None if pid is None else result_for(pid, self.handle)
-
-    @property
-    def children(self) -> list[Any]:
-        """Results of the callbacks and run-time steps this task started."""
-        from .structure import children_of
-        return [result_for(c, self.handle) for c in children_of(self.handle, self.id)]
 
     def as_tuple(self) -> tuple:
         return ((self.id, self.parent.as_tuple() if self.parent else None), None)

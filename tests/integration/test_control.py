@@ -218,3 +218,32 @@ def test_retry_from_a_reattached_process(dask_client, tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[-2] == "['a', 'b']"
     assert _lines(log) == ["a", "b", "b"]
+
+
+def test_reattach_from_a_second_jupyter_kernel(dask_client):
+    """A real second kernel (ipykernel via jupyter_client) finds the workflow by id, 10/10."""
+    from jupyter_client.manager import start_new_kernel
+    r = nc.chain(t.slow.s(1), nc.group(t.slow.s(), t.slow.s()), t.total.s()).delay()
+    assert r.get(timeout=60) == 6
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(ROOT))
+    try:
+        code = textwrap.dedent(f"""
+            import nbcanvas as nc
+            from distributed import Client
+            client = Client({dask_client.scheduler.address!r})
+            ok = 0
+            for _ in range(10):
+                r = nc.AsyncResult({r.id!r})
+                ok += (r.get(timeout=30) == 6 and r.state == "SUCCESS"
+                       and r.parent.get() == [3, 3] and r.parent.parent.get() == 2)
+                nc.handle.drop_handle(r.handle); nc.events.drop_store(r.handle.id)
+            print("reattached", ok)
+        """)
+        out: list[str] = []
+        reply = kc.execute_interactive(code, timeout=120, output_hook=lambda m: out.append(
+            m["content"].get("text", "")) if m["msg_type"] == "stream" else None)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        assert "reattached 10" in "".join(out)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
