@@ -107,7 +107,7 @@ def run_dynamic(prog: Dyn, inp: Any, ctx: Any) -> Any:
         else:
             out = _branch(prog, value, ctx)
     except Exception as e:  # noqa: BLE001 - reported as this step's failure
-        failed = ctx.record(prog.id, failed_from(e, prog.id, prog.kind))
+        failed = ctx.record(prog.id, failed_from(e, prog.id, prog.kind, not ctx.eager))
         ctx.emit("D", prog.id, "FAILURE", f"{type(e).__name__}: {e}"[:300])
         return failed
     ctx.record(prog.id, out)

@@ -326,7 +326,7 @@ def run_step(step: Any, inp: Any, ctx: Ctx, prepend: tuple | None = None) -> Any
                 raise
             delay_or_none = _autoretry(opts, e, retries)
             if delay_or_none is None:
-                failed = ctx.record(step.id, failed_from(e, step.id, step.name))
+                failed = ctx.record(step.id, failed_from(e, step.id, step.name, not ctx.eager))
                 ctx.emit("D", step.id, "FAILURE", f"{type(e).__name__}: {e}"[:300],
                          *_inline(ctx, step.id, failed))
                 _callbacks(step, failed, ctx)

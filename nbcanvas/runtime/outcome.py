@@ -120,9 +120,17 @@ def value_of(outcome: Any) -> tuple[Any, Failed | Revoked | NotTaken | None]:
     return outcome, None
 
 
-def failed_from(exc: BaseException, id: str, name: str) -> Failed:
-    """A Failed that is sure to travel: an unpicklable exception becomes a RemoteError."""
+def failed_from(exc: BaseException, id: str, name: str, portable: bool = True
+                ) -> Failed:
+    """A Failed that is sure to travel: an unpicklable exception becomes a RemoteError.
+
+    ``portable=False`` (``apply()``: the outcome never leaves this process) keeps the
+    exception as it is, so ``.get()`` raises the task's own exception even if it can't pickle.
+    """
     text = "".join(tb_mod.format_exception(type(exc), exc, exc.__traceback__))
+    if not portable:
+        exc.__traceback__ = None  # as below: the text keeps it, and re-raising can't grow it
+        return Failed(exc, text, id, name)
     try:
         _pickler.loads(_pickler.dumps(exc))
     except Exception:
