@@ -90,16 +90,31 @@ def _check_routing(conn: Connection, cg: Any) -> None:
 def _name_unpicklable(cg: Any, error: Exception) -> Exception:
     """Find the argument that cannot be pickled, to name it with its task."""
     import cloudpickle
+
+    from .compile.programs import Batch, Dyn, MapStep, Par, Seq
     for unit in cg.units.values():
         for prog, _ in unit.progs:
             stack = [prog]
             while stack:
                 p = stack.pop()
-                stack.extend(getattr(p, "items", ()) or ())
-                stack.extend(getattr(p, "members", ()) or ())
+                if isinstance(p, Batch):  # columnar group members: look at each one
+                    stack.extend(p.steps())
+                    continue
                 stack.extend(p.links + p.errbacks)
-                for i, a in enumerate(list(getattr(p, "args", ())) +
-                                      list(getattr(p, "kwargs", {}).values())):
+                if isinstance(p, Seq):
+                    stack.extend(p.items)
+                    continue
+                if isinstance(p, Par):
+                    stack.extend(p.members)
+                    continue
+                if isinstance(p, MapStep):
+                    args = [(f"item {i}", a) for i, a in enumerate(p.items)]
+                elif isinstance(p, Dyn):
+                    args = [(f"of {p.kind}", p.canvas)]
+                else:
+                    args = [(str(i), a) for i, a in enumerate(p.args)]
+                    args += [(repr(k), v) for k, v in p.kwargs.items()]
+                for i, a in args:
                     try:
                         cloudpickle.dumps(a)
                     except Exception as e:
