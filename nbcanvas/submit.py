@@ -6,6 +6,7 @@ between steps. ``reattach`` rebuilds a handle from the scheduler's record in ano
 """
 from __future__ import annotations
 
+import asyncio
 import builtins
 import os
 from typing import Any
@@ -18,7 +19,7 @@ from .eager import _app_of, node_rows
 from .errors import ImproperlyConfigured, ResultNotFound, TimeoutError, WorkflowLost
 from .events import get_store, register_store
 from .handle import WorkflowHandle, find_handle, register_handle
-from .store import StateStore
+from .store import TASK_KINDS, StateStore
 
 __all__ = ["submit", "reattach", "save_group", "ClusterBackend", "encode_where", "decode_where"]
 
@@ -26,9 +27,12 @@ __all__ = ["submit", "reattach", "save_group", "ClusterBackend", "encode_where",
 class ClusterBackend:
     """Results held as futures on the cluster (and by the scheduler plugin until forget)."""
 
-    def __init__(self, conn: Connection, futures: dict[str, Any]) -> None:
+    def __init__(self, conn: Connection, futures: dict[str, Any], wf: str = "?",
+                 rows: dict[str, Any] | None = None) -> None:
         self.conn = conn
         self.futures = futures
+        self.wf = wf
+        self.rows = rows or {}
 
     def gather(self, keys: list[str], timeout: float | None) -> dict[str, dict[str, Any]]:
         from distributed.client import _wait
@@ -37,18 +41,44 @@ class ClusterBackend:
         if timeout is not None and not all(f.done() for f in futs):
             try:
                 client.sync(_wait, futs, timeout=timeout)
-            except Exception as e:  # distributed's TimeoutError (asyncio's) or ours
-                if isinstance(e, (TimeoutError, builtins.TimeoutError)):
+            except (Exception, asyncio.CancelledError) as e:  # CancelledError: BaseException
+                if isinstance(e, (TimeoutError, builtins.TimeoutError)) and \
+                        client.status == "running" and not any(f.cancelled() for f in futs):
                     raise TimeoutError(f"the result was not ready after {timeout} s "
                                        f"(nothing was cancelled)") from None
-                raise
+                raise self._lost(futs, e) from e
         try:
             values = client.gather(futs)
-        except Exception as e:
-            bad = [f.key for f in futs if f.status == "error"]
-            raise WorkflowLost(f"the cluster could not finish unit {bad[0] if bad else '?'}: "
-                               f"{type(e).__name__}: {e}") from e
+        except (Exception, asyncio.CancelledError) as e:
+            raise self._lost(futs, e) from e
         return dict(zip(keys, values))
+
+    def _lost(self, futs: list[Any], error: BaseException) -> WorkflowLost:
+        """Why the cluster cannot deliver: the scheduler is gone, or a unit could not run."""
+        client = self.conn.client
+        try:
+            address = client.scheduler.address
+        except Exception:
+            address = "?"
+        cancelled = [f for f in futs if f.cancelled()]
+        if client.status != "running" or cancelled:
+            reasons = {getattr(getattr(f._state, "exception", None), "reason", None)
+                       for f in cancelled} - {None}
+            why = f"; dask: {', '.join(sorted(map(str, reasons)))}" if reasons else ""
+            return WorkflowLost(
+                f"workflow {self.wf} is lost: the connection to the scheduler at {address} "
+                f"is gone (client {client.status}{why}), and its tasks and results lived "
+                f"there. Send the canvas again once a scheduler is reachable")
+        bad = [f.key for f in futs if f.status == "error"] or [f.key for f in futs
+                                                                if not f.done()]
+        key = bad[0] if bad else "?"
+        steps = list(dict.fromkeys(r[1] for r in self.rows.values()
+                                   if r[4] == key and r[0] in TASK_KINDS))
+        named = f" (step {', '.join(steps[:3])}{', …' if len(steps) > 3 else ''})" \
+            if steps else ""
+        text = (str(error).strip().splitlines() or [""])[0]
+        return WorkflowLost(f"workflow {self.wf}: the cluster could not finish unit "
+                            f"{key}{named}: {type(error).__name__}: {text}")
 
     def done(self, keys: list[str]) -> bool:
         return all(self.futures[k].done() for k in keys)
@@ -135,6 +165,9 @@ def submit(sig: Signature) -> Any:
     cg = compile_canvas(sig, wf, parallelism=guess, fusion=fusion, batching=batching)
     used = guess
     conn = connection(app)
+    if conn.client.status != "running":  # e.g. "connecting": the scheduler went away
+        raise WorkflowLost(f"not connected to the scheduler at {conn.client.scheduler.address} "
+                           f"(client {conn.client.status}): nothing was sent")
     real = conn.nthreads
     if batching and real != guess:
         app._nthreads = real
@@ -157,8 +190,8 @@ def submit(sig: Signature) -> Any:
     except Exception as e:
         conn.rpc("nbcanvas_forget", wf=wf)
         raise _name_unpicklable(cg, e) from e
-    handle = WorkflowHandle(wf, rows, cg.result, store, ClusterBackend(conn, futures), canvas=sig,
-                            app=app, name=record["name"])
+    handle = WorkflowHandle(wf, rows, cg.result, store, ClusterBackend(conn, futures, wf, rows),
+                            canvas=sig, app=app, name=record["name"])
     handle.compile_args = compile_args
     return result_for(wf, register_handle(handle))
 
@@ -196,7 +229,8 @@ def reattach(id: str, app: Any = None) -> WorkflowHandle:
     # A Future made from a key does not tell the scheduler; ask for the keys' state now.
     conn.send({"op": "client-desires-keys", "keys": list(futures)})
     handle = WorkflowHandle(wf, rows, decode_where(rec["result"]), store,
-                            ClusterBackend(conn, futures), structure=rec["structure"], app=app,
+                            ClusterBackend(conn, futures, wf, rows), structure=rec["structure"],
+                            app=app,
                             name=rec["name"])
     handle.compile_args = dict(rec.get("compile") or handle.compile_args)
     token = rec.get("token", wf)
