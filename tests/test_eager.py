@@ -275,3 +275,23 @@ def test_await_result():
         return await chain(add.s(1, 1), inc.s()).apply(), await group(add.s(1, 1)).apply()
 
     assert asyncio.run(main()) == (3, [2])
+
+
+class _Unpicklable(Exception):
+    def __init__(self, msg):
+        super().__init__(msg)
+        self.lock = threading.Lock()  # can't be pickled
+
+
+@app.task(name="eager.locked")
+def locked():
+    raise _Unpicklable("has a lock")
+
+
+def test_unpicklable_exception_is_raised_as_itself():
+    # apply() keeps everything in this process: no need for a RemoteError stand-in
+    r = chain(add.s(1, 1), locked.si()).apply()
+    with pytest.raises(_Unpicklable, match="has a lock") as info:
+        r.get()
+    assert "Remote traceback" in "\n".join(info.value.__notes__)
+    assert isinstance(r.get(propagate=False), _Unpicklable)
