@@ -9,7 +9,7 @@ from typing import Any
 from .canvas import Signature
 from .compile import compile_canvas
 from .events import drop_store, register_store
-from .handle import EagerBackend, WorkflowHandle, register_handle
+from .handle import EagerBackend, WorkflowHandle, register_handle, supersede
 from .runtime import Ctx, execute_local, run_units_local
 from .runtime.emit import Sink
 from .store import StateStore
@@ -26,6 +26,7 @@ def run_eager(sig: Signature) -> Any:
     """Run a frozen canvas here; returns an AsyncResult/GroupResult that is already ready."""
     from .result import result_for
     wf = sig.id
+    supersede(wf)
     cg = compile_canvas(sig, wf, parallelism=1, fusion=True, batching=False)
     rows = node_rows(cg)
     drop_store(wf)  # running a frozen canvas again starts afresh: no stale final states

@@ -9,6 +9,7 @@ import threading
 import time
 from typing import Any, Protocol
 
+from .canvas import new_ids
 from .compile import Lst, Ref
 from .errors import ResultNotFound
 from .events import drop_store
@@ -17,7 +18,7 @@ from .states import READY_STATES as READY
 from .store import StateStore
 
 __all__ = ["WorkflowHandle", "Backend", "EagerBackend", "find_handle", "register_handle",
-           "drop_handle", "handles"]
+           "drop_handle", "handles", "supersede"]
 
 
 class Backend(Protocol):
@@ -187,6 +188,17 @@ def drop_handle(h: WorkflowHandle) -> None:
 def handles() -> list[WorkflowHandle]:
     with _lock:
         return list(_handles.values())
+
+
+def supersede(workflow_id: str) -> str:
+    """A workflow is sent again with the same ids (a frozen canvas re-sent, as Celery allows
+    with a fixed task id): forget the earlier run here; return a key salt for the new one."""
+    with _lock:
+        old = _handles.get(workflow_id)
+    if old is None:
+        return ""
+    old.forget()
+    return f"~s{new_ids(1)[0][:8]}"
 
 
 def find_handle(node_id: str) -> WorkflowHandle | None:

@@ -44,11 +44,13 @@ class _Result:
 
     @property
     def handle(self) -> WorkflowHandle:
-        if self._handle is None:
+        """The workflow this result belongs to; after it was sent again (same ids), the latest."""
+        if self._handle is None or self._handle.forgotten:
             self._handle = _lookup(self.id, self.app)
         return self._handle
 
     def _known(self) -> WorkflowHandle | None:
+        """The handle, or None if the workflow is unknown or forgotten (state PENDING)."""
         try:
             return self.handle
         except ResultNotFound:

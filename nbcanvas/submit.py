@@ -18,7 +18,7 @@ from .compile.taskspec import to_dask_graph
 from .eager import _app_of, node_rows
 from .errors import ImproperlyConfigured, ResultNotFound, TimeoutError, WorkflowLost
 from .events import get_store, register_store
-from .handle import WorkflowHandle, find_handle, register_handle
+from .handle import WorkflowHandle, find_handle, register_handle, supersede
 from .store import TASK_KINDS, StateStore
 
 __all__ = ["submit", "reattach", "save_group", "ClusterBackend", "encode_where", "decode_where"]
@@ -159,10 +159,11 @@ def submit(sig: Signature) -> Any:
     from .result import result_for
     app = _app_of(sig)
     wf = sig.id
+    salt = supersede(wf)
     # Compile first: a call that cannot be completed is an error before anything connects.
     guess = getattr(app, "_nthreads", None) or os.cpu_count() or 2
     fusion, batching = getattr(app, "fusion", True), getattr(app, "batching", True)
-    cg = compile_canvas(sig, wf, parallelism=guess, fusion=fusion, batching=batching)
+    cg = compile_canvas(sig, wf, parallelism=guess, fusion=fusion, batching=batching, salt=salt)
     used = guess
     conn = connection(app)
     if conn.client.status != "running":  # e.g. "connecting": the scheduler went away
@@ -172,13 +173,14 @@ def submit(sig: Signature) -> Any:
     if batching and real != guess:
         app._nthreads = real
         if not guess / 2 <= real <= guess * 2:  # batch sizes follow the cluster's size
-            cg = compile_canvas(sig, wf, parallelism=real, fusion=fusion, batching=batching)
+            cg = compile_canvas(sig, wf, parallelism=real, fusion=fusion, batching=batching,
+                                salt=salt)
             used = real
     _check_routing(conn, cg)
     rows = node_rows(cg)
     store = register_store(StateStore(wf, {i: r[:4] for i, r in rows.items()}))
     graph = to_dask_graph(cg)
-    compile_args = {"parallelism": used, "fusion": fusion, "batching": batching}
+    compile_args = {"parallelism": used, "fusion": fusion, "batching": batching, "salt": salt}
     record = {"id": wf, "name": _name_of(sig), "structure": sig.to_dict(strict=False),
               "compile": compile_args,
               "nodes": {i: list(r) for i, r in rows.items()}, "result": encode_where(cg.result),

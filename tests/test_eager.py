@@ -258,9 +258,6 @@ def test_forget_drops_the_results():
         r.get()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "result.py: after forget() the result still reports its old state (SUCCESS, ready) "
-    "although its value is gone; Celery reports PENDING"))
 def test_forget_resets_the_state():
     r = add.s(1, 1).apply()
     r.forget()

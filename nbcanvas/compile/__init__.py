@@ -49,8 +49,11 @@ class CompiledGraph:
 
 
 def compile_canvas(sig: Signature, workflow_id: str, *, parallelism: int = 2, fusion: bool = True,
-                   batching: bool = True) -> CompiledGraph:
-    """Lower a frozen canvas. Raises ``TypeError`` for a call whose arguments can't be completed."""
-    low = Lowering(parallelism=parallelism, fusion=fusion, batching=batching)
+                   batching: bool = True, salt: str = "") -> CompiledGraph:
+    """Lower a frozen canvas. Raises ``TypeError`` for a call whose arguments can't be completed.
+
+    ``salt`` is appended to every dask key (a canvas sent again with the same ids).
+    """
+    low = Lowering(parallelism=parallelism, fusion=fusion, batching=batching, salt=salt)
     out = low.lower(sig, None, 0, {})
     return CompiledGraph(workflow_id, sig, low.units, low.nodes, out)

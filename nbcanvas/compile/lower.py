@@ -104,7 +104,9 @@ def _simple(sig: Signature) -> bool:
 class Lowering:
     """Builds the units and the node table of one workflow."""
 
-    def __init__(self, parallelism: int = 2, fusion: bool = True, batching: bool = True) -> None:
+    def __init__(self, parallelism: int = 2, fusion: bool = True, batching: bool = True,
+                 salt: str = "") -> None:
+        self.salt = salt  # appended to every key: a canvas sent again gets keys of its own
         self.parallelism = max(1, parallelism)
         self.fusion = fusion
         self.batching = batching
@@ -134,7 +136,7 @@ class Lowering:
     # -- units ---------------------------------------------------------------------------------
     def _unit(self, progs: list[tuple[Prog, Ref | Lst | None]], route: dict[str, Any],
               label: str) -> str:
-        key = _key(label, progs[0][0].id)
+        key = _key(label, progs[0][0].id) + self.salt
         deps: list[str] = []
         index: dict[str, int] = {}
         sels = [(p, selector(inp, deps, index)) for p, inp in progs]

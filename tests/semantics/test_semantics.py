@@ -651,17 +651,7 @@ def test_large_group_runs(run):
 
 # -- running the same frozen canvas again ------------------------------------------------------------
 
-RERUN_BUG = ("submit.py: sending the same frozen canvas again reuses the dask keys of the first "
-             "run, so nothing runs again and the old results and states come back")
-
-
-@pytest.fixture
-def rerun_xfail(request, runner_name):
-    if runner_name.startswith("cluster"):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=RERUN_BUG))
-
-
-def test_same_frozen_canvas_runs_again(run, log, rerun_xfail):
+def test_same_frozen_canvas_runs_again(run, log):
     wf = chain(t.record.s("a", path=log, tag="first"), t.fail.s(path=log)).freeze()
     first = run(wf)
     with pytest.raises(t.Boom):
@@ -675,7 +665,7 @@ def test_same_frozen_canvas_runs_again(run, log, rerun_xfail):
     assert len(tagged(log, "first")) == 3
 
 
-def test_same_frozen_canvas_after_failure_reports_new_states(run, tmp_path, rerun_xfail):
+def test_same_frozen_canvas_after_failure_reports_new_states(run, tmp_path):
     flag = str(tmp_path / "flag")
     wf = t.gate.s(flag, timeout=0).freeze()  # fails until the flag file exists
     r1 = run(wf)
