@@ -65,28 +65,34 @@ class ArgSpec:
         """Raise ``TypeError`` naming the task if ``args`` (after ``extra`` prepended values)
         and ``kwargs`` cannot be bound; with ``complete`` every required parameter must be given."""
         n = len(args) + extra
+        if n > len(self.positional) and not self.var_positional:
+            self._fail(name, args, kwargs, extra,
+                       f"takes {len(self.positional)} positional argument"
+                       f"{'s' if len(self.positional) != 1 else ''} but {n} "
+                       f"{'was' if n == 1 else 'were'} given", tag_short=False)
+        by_pos = self.positional[:n]
+        if kwargs:
+            for k in kwargs:
+                if k in by_pos:
+                    self._fail(name, args, kwargs, extra, f"got multiple values for argument {k!r}")
+                if k in self.positional_only or (k not in self.positional and k not in
+                                                 self.keyword_only and not self.var_keyword):
+                    self._fail(name, args, kwargs, extra,
+                               f"got an unexpected keyword argument {k!r}")
+        if complete and (n < len(self.required) or self.keyword_only or kwargs):
+            missing = [p for p in (*self.positional, *sorted(self.keyword_only))
+                       if p in self.required and p not in by_pos and p not in kwargs]
+            if missing:
+                self._fail(name, args, kwargs, extra,
+                           f"is missing required argument{'s' if len(missing) > 1 else ''} "
+                           f"{', '.join(map(repr, missing))}")
+
+    def _fail(self, name: str, args: tuple, kwargs: Mapping[str, Any], extra: int, what: str,
+              tag_short: bool = True) -> None:
+        """Raise the TypeError (the message is built only when there is an error)."""
         short = name.rsplit(".", 1)[-1]
         where = call_repr(short, args, kwargs)
         if extra:
             where += f" with {extra} more argument{'s' if extra > 1 else ''} prepended"
-        if n > len(self.positional) and not self.var_positional:
-            raise TypeError(f"{short}{self.text} takes {len(self.positional)} positional "
-                            f"argument{'s' if len(self.positional) != 1 else ''} but {n} "
-                            f"{'was' if n == 1 else 'were'} given: {where}"
-                            + ("" if name == short else f" [task {name!r}]"))
-        by_pos = self.positional[:n]
-        for k in kwargs:
-            if k in by_pos:
-                raise TypeError(f"{short}{self.text} got multiple values for argument {k!r}: "
-                                f"{where} [task {name!r}]")
-            if k in self.positional_only or (k not in self.positional and k not in
-                                             self.keyword_only and not self.var_keyword):
-                raise TypeError(f"{short}{self.text} got an unexpected keyword argument {k!r}: "
-                                f"{where} [task {name!r}]")
-        if complete:
-            missing = [p for p in (*self.positional, *sorted(self.keyword_only))
-                       if p in self.required and p not in by_pos and p not in kwargs]
-            if missing:
-                raise TypeError(f"{short}{self.text} is missing required argument"
-                                f"{'s' if len(missing) > 1 else ''} "
-                                f"{', '.join(map(repr, missing))}: {where} [task {name!r}]")
+        tag = f" [task {name!r}]" if (tag_short or name != short) else ""
+        raise TypeError(f"{short}{self.text} {what}: {where}{tag}")

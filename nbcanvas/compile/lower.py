@@ -216,7 +216,9 @@ class Lowering:
         by_route: dict[Any, list[int]] = {}
         for i, t in enumerate(members):
             if type(t) is Signature or t.kind == "xmap" or (self.fusion and is_flat(t)):
-                rk = _route_key(split_options(t, inherited)[1]) if t._type is not None else ()
+                plain = not t.options and not inherited and (t._type is None or not t._type.options)
+                rk = () if plain or t._type is None else \
+                    _route_key(split_options(t, inherited)[1])
                 by_route.setdefault(rk, []).append(i)
         for idxs in by_route.values():
             for batch in self._batches(idxs):
