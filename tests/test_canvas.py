@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import pickle
-import time
 
 import pytest
 
 import nbcanvas as nc
 from nbcanvas import Signature, chain, chord, group
 from nbcanvas.canvas import chunks, count_nodes, iter_nodes, new_id, new_ids, rekey, xmap
+
+from .growth import assert_linear
 
 app = nc.App("test_canvas")
 
@@ -41,16 +42,6 @@ tsum = app.task(_tsum, name="canvas.tsum")
 inc = app.task(_inc, name="canvas.inc")
 noargs = app.task(_noargs, name="canvas.noargs")
 record = app.task(_record, name="canvas.record")
-
-
-def best_of(n, fn):
-    """The shortest of ``n`` timings of ``fn()`` (seconds)."""
-    best = float("inf")
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 # -- immutability -----------------------------------------------------------------------------
@@ -456,20 +447,14 @@ def _pipe_chain(n):
 
 def test_building_a_chain_by_pipe_is_linear():
     assert len(_pipe_chain(2000).tasks) == 2001
-    small = best_of(3, lambda: _pipe_chain(1000))
-    big = best_of(3, lambda: _pipe_chain(4000))
-    # linear growth gives ~4x; quadratic (Celery's) would give ~16x
-    assert big / small < 8, (small, big)
+    # n=1000 -> 4000: linear growth gives ~4x; quadratic (Celery's) would give ~16x
+    assert_linear(lambda n: lambda: _pipe_chain(n), 1000)
 
 
 def test_building_a_group_is_linear():
-    small = best_of(3, lambda: group(add.s(i, i) for i in range(2500)))
-    big = best_of(3, lambda: group(add.s(i, i) for i in range(10_000)))
-    assert big / small < 8, (small, big)
+    assert_linear(lambda n: lambda: group(add.s(i, i) for i in range(n)), 2500)
 
 
 def test_freezing_is_linear():
-    c1, c4 = _pipe_chain(1000), _pipe_chain(4000)
-    small = best_of(3, c1.freeze)
-    big = best_of(3, c4.freeze)
-    assert big / small < 8, (small, big)
+    assert_linear(lambda n: _pipe_chain(n).freeze, 1500)
+    assert_linear(lambda n: group(add.s(i, i) for i in range(n)).freeze, 1500)

@@ -4,13 +4,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 
 import nbcanvas as nc
 from nbcanvas import Signature, chain, chord, group
 from nbcanvas.serialize import SCHEMA_VERSION, decode_value, encode_value, from_dict, to_dict
+
+from .growth import assert_linear
 
 app = nc.App("test_serialize")
 
@@ -151,17 +152,16 @@ def test_deeply_nested_within_recursion_limit():
 
 
 def test_to_dict_from_dict_are_linear():
-    def timed(n):
+    def group_round_trip(n):
         g = group(add.s(i, i) for i in range(n))
-        best = float("inf")
-        for _ in range(3):
-            t0 = time.perf_counter()
-            Signature.from_dict(g.to_dict())
-            best = min(best, time.perf_counter() - t0)
-        return best
+        return lambda: Signature.from_dict(g.to_dict())
 
-    small, big = timed(2500), timed(10_000)
-    assert big / small < 8, (small, big)
+    def chain_round_trip(n):
+        c = chain(add.s(0, 0), *[inc.s() for _ in range(n)])
+        return lambda: Signature.from_dict(c.to_dict())
+
+    assert_linear(group_round_trip, 1500)
+    assert_linear(chain_round_trip, 500)
 
 
 # -- safety ------------------------------------------------------------------------------------
