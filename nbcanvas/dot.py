@@ -120,7 +120,7 @@ def canvas_graph(canvas: Signature | Mapping[str, Any], *,
         n1 [label="work × 10,000\\nwork(0) … work(9999)" shape=box3d]
     }
     """
-    d, keep = (canvas, None) if isinstance(canvas, Mapping) else _as_dict(canvas)
+    d = canvas if isinstance(canvas, Mapping) else canvas.to_dict(strict=False)
     specs = {} if isinstance(canvas, Mapping) else {
         n.task: n.type.argspec for n in iter_nodes(canvas)
         if type(n) is Signature and n.type is not None}
@@ -129,19 +129,11 @@ def canvas_graph(canvas: Signature | Mapping[str, Any], *,
         "nodesep": "0.25", "ranksep": "0.4"},
         node_attr={"fontname": _FONT, "fontsize": "11", "height": "0.3"},
         edge_attr={"fontname": _FONT, "fontsize": "9", "arrowsize": "0.7"})
-    drawer = _Drawer(states, branches or {}, dynamic or {}, meta or {}, collapse, specs, keep)
+    drawer = _Drawer(states, branches or {}, dynamic or {}, meta or {}, collapse, specs)
     drawer.draw(g, d, False, False)
     for tail, head, attrs in drawer.edges:
         g.edge(tail, head, **attrs)
     return g
-
-
-def _as_dict(sig: Signature) -> tuple[Mapping[str, Any], set[Any] | None]:
-    """The dict form, and the ids that may name nodes (None: all of them)."""
-    try:
-        return sig.to_dict(strict=False), None
-    except TypeError:  # chunks have no dict form: freeze makes them groups; ignore the new ids
-        return sig.freeze().to_dict(strict=False), {n.id for n in iter_nodes(sig)}
 
 
 def _cut(s: str, width: int) -> str:
@@ -227,16 +219,15 @@ class _Drawer:
 
     def __init__(self, states: Mapping[str, str] | None, branches: Mapping[str, str],
                  dynamic: Mapping[str, Sequence[Any]], meta: Mapping[str, Any],
-                 collapse: int | None, specs: dict[str, Any], keep: set[Any] | None) -> None:
+                 collapse: int | None, specs: dict[str, Any]) -> None:
         self.states, self.branches, self.dynamic, self.meta = states, branches, dynamic, meta
-        self.collapse, self.specs, self.keep = collapse, specs, keep
+        self.collapse, self.specs = collapse, specs
         self.edges: list[tuple[str, str, dict[str, str]]] = []
         self._names: set[str] = set()  # node and cluster names given so far
         self._n = 0  # last synthetic name
 
     def name(self, d: Mapping[str, Any] | None = None, prefix: str = "n") -> str:
         nid = d.get("id") if d is not None else None
-        nid = nid if self.keep is None or nid in self.keep else None
         while not (isinstance(nid, str) and _SAFE_NAME.match(nid)) or nid in self._names:
             self._n += 1
             nid = f"{prefix}{self._n}"
@@ -312,6 +303,11 @@ class _Drawer:
 
     def draw_kind(self, g: Any, kind: str, d: Mapping[str, Any], fed: bool, muted: bool,
                   title: str) -> tuple[list[Port], list[Port], str | None]:
+        if kind == "chunks":  # drawn as what it runs: a group of starmap tasks
+            items, n = d.get("items") or [], int(d.get("n") or 1)
+            parts = [{"type": "xmap", "task": d.get("task"), "items": items[i:i + n],
+                      "star": True} for i in range(0, len(items), n)]
+            return self.draw_kind(g, "group", {"type": "group", "tasks": parts}, fed, muted, title)
         if kind == "group" and d.get("tasks"):
             return self.group(g, d, d["tasks"], fed, muted, title)
         if kind == "chord" or kind == "chain" and d.get("tasks"):  # a chord: header, then body
