@@ -101,6 +101,15 @@ def _client_for_address(address: str) -> Client:
             f"could not reach a dask scheduler at {address!r} within {CONNECT_TIMEOUT:g} s "
             f"({type(e).__name__}). Is it running? Start one with `dask scheduler`, or leave "
             f"the address unset to use an embedded LocalCluster") from e
+    except TypeError as e:  # distributed: "TLS expects a `ssl_context` argument ... got None"
+        if not address.startswith("tls://"):
+            raise
+        raise ImproperlyConfigured(
+            f"the scheduler at {address!r} speaks TLS and this process has no certificates "
+            f"for it: connect with nc.App(client=distributed.Client({address!r}, "
+            f"security=distributed.security.Security(tls_ca_file=..., tls_client_cert=..., "
+            f"tls_client_key=..., require_encryption=True))), or set dask's "
+            f"distributed.comm.tls config") from e
 
 
 def embedded_cluster() -> Client:
