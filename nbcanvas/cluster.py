@@ -14,7 +14,7 @@ import atexit
 import logging
 import os
 import threading
-from typing import Any
+from typing import Any, Literal, overload
 
 import dask
 from distributed import Client
@@ -149,8 +149,19 @@ def _current_client() -> Client | None:
     return c if c is not None and c.status == "running" else None
 
 
-def connection(app: Any = None) -> Connection:
-    """The connection for ``app`` (or the current app), following the order above."""
+@overload
+def connection(app: Any = None) -> Connection: ...
+@overload
+def connection(app: Any, start: Literal[True]) -> Connection: ...
+@overload
+def connection(app: Any, start: bool) -> Connection | None: ...
+
+
+def connection(app: Any = None, start: bool = True) -> Connection | None:
+    """The connection for ``app`` (or the current app), following the order above.
+
+    With ``start=False``, returns None instead of starting the embedded cluster.
+    """
     if app is None:
         from .app import current_app
         app = current_app()
@@ -173,6 +184,8 @@ def connection(app: Any = None) -> Connection:
                 if conn.client.scheduler.address == address and conn.client.status == "running":
                     return conn
         return _for_client(_client_for_address(address))
+    if not start and not (_embedded and _embedded[1].status == "running"):
+        return None
     return _for_client(embedded_cluster(), embedded=True)
 
 

@@ -19,6 +19,7 @@ from .eager import _app_of, node_rows
 from .errors import ImproperlyConfigured, ResultNotFound, TimeoutError, WorkflowLost
 from .events import get_store, register_store
 from .handle import WorkflowHandle, find_handle, register_handle, supersede
+from .states import READY_STATES
 from .store import TASK_KINDS, StateStore
 
 __all__ = ["submit", "reattach", "save_group", "ClusterBackend", "encode_where", "decode_where"]
@@ -28,11 +29,12 @@ class ClusterBackend:
     """Results held as futures on the cluster (and by the scheduler plugin until forget)."""
 
     def __init__(self, conn: Connection, futures: dict[str, Any], wf: str = "?",
-                 rows: dict[str, Any] | None = None) -> None:
+                 rows: dict[str, Any] | None = None, store: StateStore | None = None) -> None:
         self.conn = conn
         self.futures = futures
         self.wf = wf
         self.rows = rows or {}
+        self.store = store
 
     def gather(self, keys: list[str], timeout: float | None) -> dict[str, dict[str, Any]]:
         from distributed.client import _wait
@@ -72,9 +74,12 @@ class ClusterBackend:
         bad = [f.key for f in futs if f.status == "error"] or [f.key for f in futs
                                                                 if not f.done()]
         key = bad[0] if bad else "?"
-        steps = list(dict.fromkeys(r[1] for r in self.rows.values()
-                                   if r[4] == key and r[0] in TASK_KINDS))
-        named = f" (step {', '.join(steps[:3])}{', …' if len(steps) > 3 else ''})" \
+        ids = [i for i, r in self.rows.items() if r[4] == key and r[0] in TASK_KINDS]
+        steps = list(dict.fromkeys(self.rows[i][1] for i in ids))
+        running = [self.rows[i][1] for i in ids if self.store is not None and
+                   self.store.state(i) not in READY_STATES and self.store.state(i) != "PENDING"]
+        named = f" (step {', '.join(steps[:3])}{', …' if len(steps) > 3 else ''}" \
+            f"{'; running when it was lost: ' + ', '.join(running[:3]) if running else ''})" \
             if steps else ""
         text = (str(error).strip().splitlines() or [""])[0]
         return WorkflowLost(f"workflow {self.wf}: the cluster could not finish unit "
@@ -192,7 +197,7 @@ def submit(sig: Signature) -> Any:
     except Exception as e:
         conn.rpc("nbcanvas_forget", wf=wf)
         raise _name_unpicklable(cg, e) from e
-    handle = WorkflowHandle(wf, rows, cg.result, store, ClusterBackend(conn, futures, wf, rows),
+    handle = WorkflowHandle(wf, rows, cg.result, store, ClusterBackend(conn, futures, wf, rows, store),
                             canvas=sig, app=app, name=record["name"])
     handle.compile_args = compile_args
     return result_for(wf, register_handle(handle))
@@ -215,7 +220,10 @@ def reattach(id: str, app: Any = None) -> WorkflowHandle:
     h = find_handle(id)
     if h is not None:
         return h
-    conn = connection(app)
+    conn = connection(app, start=False)  # nothing runs anywhere yet: nothing to find
+    if conn is None:
+        raise ResultNotFound(f"no workflow with a task or result id {id!r} is known: nothing "
+                             f"was sent from this process and no cluster is connected")
     rec = conn.rpc("nbcanvas_lookup", id=id)
     if rec is None:
         raise ResultNotFound(f"no workflow with a task or result id {id!r} is known to the "
@@ -231,7 +239,8 @@ def reattach(id: str, app: Any = None) -> WorkflowHandle:
     # A Future made from a key does not tell the scheduler; ask for the keys' state now.
     conn.send({"op": "client-desires-keys", "keys": list(futures)})
     handle = WorkflowHandle(wf, rows, decode_where(rec["result"]), store,
-                            ClusterBackend(conn, futures, wf, rows), structure=rec["structure"],
+                            ClusterBackend(conn, futures, wf, rows, store),
+                            structure=rec["structure"],
                             app=app,
                             name=rec["name"])
     handle.compile_args = dict(rec.get("compile") or handle.compile_args)

@@ -342,5 +342,7 @@ def run_step(step: Any, inp: Any, ctx: Ctx, prepend: tuple | None = None) -> Any
             with _lock:
                 RUNNING.get(ctx.token, set()).discard(tid)
         retries += 1
+        if ctx.eager:  # as Celery's eager mode: a retry runs again at once, no countdown
+            delay = 0.0
         if ctx.wait(delay):
             return skip(step, Revoked(), ctx)
