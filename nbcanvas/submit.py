@@ -220,10 +220,7 @@ def reattach(id: str, app: Any = None) -> WorkflowHandle:
     h = find_handle(id)
     if h is not None:
         return h
-    conn = connection(app, start=False)  # nothing runs anywhere yet: nothing to find
-    if conn is None:
-        raise ResultNotFound(f"no workflow with a task or result id {id!r} is known: nothing "
-                             f"was sent from this process and no cluster is connected")
+    conn = connection(app)
     rec = conn.rpc("nbcanvas_lookup", id=id)
     if rec is None:
         raise ResultNotFound(f"no workflow with a task or result id {id!r} is known to the "
