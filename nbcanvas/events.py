@@ -7,15 +7,18 @@ a process that attaches later loads the scheduler plugin's record first (``store
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from .runtime.emit import TOPIC
 from .store import StateStore
 
-__all__ = ["TOPIC", "register_store", "get_store", "drop_store", "dispatch", "stores"]
+__all__ = ["TOPIC", "register_store", "get_store", "drop_store", "dispatch", "stores",
+           "add_listener"]
 
 _lock = threading.Lock()
 _stores: dict[str, StateStore] = {}
+_listeners: list[Callable[[str], None]] = []  # called with the workflow id of every message
 
 
 def register_store(store: StateStore) -> StateStore:
@@ -45,3 +48,22 @@ def dispatch(event: Any) -> None:
     store = get_store(msg.get("wf")) if isinstance(msg, dict) else None
     if store is not None:
         store.apply(msg)
+    if _listeners and isinstance(msg, dict):
+        for fn in list(_listeners):
+            try:
+                fn(msg.get("wf"))
+            except Exception:  # a listener must never break the feed
+                pass
+
+
+def add_listener(fn: Callable[[str], None]) -> Callable[[], None]:
+    """Call ``fn(workflow_id)`` for every event message, of any workflow (known here or not),
+    from distributed's IO-loop thread: keep it cheap. Returns the function that removes it."""
+    with _lock:
+        _listeners.append(fn)
+
+    def remove() -> None:
+        with _lock:
+            if fn in _listeners:
+                _listeners.remove(fn)
+    return remove
