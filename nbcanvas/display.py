@@ -22,10 +22,12 @@ import sys
 from collections.abc import Container
 from typing import Any, Final
 
-__all__ = ["INSTALL_HINT", "SVG", "TEXT", "canvas_mimebundle", "in_kernel"]
+__all__ = ["INSTALL_HINT", "SVG", "TEXT", "WIDGET", "canvas_mimebundle", "result_mimebundle",
+           "render_svg", "in_kernel"]
 
 SVG: Final = "image/svg+xml"
 TEXT: Final = "text/plain"
+WIDGET: Final = "application/vnd.jupyter.widget-view+json"
 INSTALL_HINT: Final = ("(no diagram: Graphviz's dot program is not installed; install it with "
                        "`apt-get install graphviz`, `conda install -c conda-forge graphviz` "
                        "or `brew install graphviz`)")
@@ -57,12 +59,40 @@ def canvas_mimebundle(sig: Any, include: Container[str] | None = None,
     return bundle
 
 
+def result_mimebundle(result: Any, include: Container[str] | None = None,
+                      exclude: Container[str] | None = None) -> dict[str, Any]:
+    """``result._repr_mimebundle_``: in a kernel, the live view (a widget, plus a deterministic
+    ``text/plain`` such as ``<nbcanvas live view: chord fetch → aggregate>``); elsewhere, or
+    when the widget mimetype is not wanted, ``text/plain`` only: the result's repr.
+
+    >>> from nbcanvas import App
+    >>> app = App("doc-display-result")
+    >>> @app.task(name="tasks.inc")
+    ... def inc(x):
+    ...     return x + 1
+    >>> result_mimebundle(inc.s(1).apply())["text/plain"].startswith("<AsyncResult: ")  # no kernel
+    True
+    """
+    text = repr(result)
+    plain = {TEXT: text} if _wanted(TEXT, include, exclude) else {}
+    if not in_kernel() or not _wanted(WIDGET, include, exclude):
+        return plain
+    try:
+        from .widgets import live_view
+        bundle = live_view(result)._repr_mimebundle_()
+    except Exception as e:  # noqa: BLE001 - a cell shows one line, never a traceback
+        first = (str(e).strip().splitlines() or [""])[0]
+        return {TEXT: f"{text}\n(no live view: {type(e).__name__}: {first[:200]})"}
+    return {k: v for k, v in bundle.items() if _wanted(k, include, exclude)}
+
+
 def _wanted(mimetype: str, include: Container[str] | None, exclude: Container[str] | None) -> bool:
     return (not include or mimetype in include) and not (exclude and mimetype in exclude)
 
 
-def _svg(make_graph: Any) -> tuple[str | None, str | None]:
-    """(SVG text, None), or (None, a one-line reason) when it cannot be drawn."""
+def render_svg(make_graph: Any) -> tuple[str | None, str | None]:
+    """(SVG text of ``make_graph()``, None), or (None, a one-line reason) when it cannot be
+    drawn (no graphviz package, no ``dot`` program, a failure while drawing)."""
     try:
         import graphviz
     except ImportError:
@@ -74,6 +104,9 @@ def _svg(make_graph: Any) -> tuple[str | None, str | None]:
     except Exception as e:  # noqa: BLE001 - a cell shows one line, never a traceback
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         return None, f"(no diagram: {type(e).__name__}: {first[:200]})"
+
+
+_svg = render_svg
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,0 +1,252 @@
+"""The live view: a workflow's state-coloured diagram and progress bars (show stage).
+
+An ``ipywidgets.VBox`` (CSS class ``nbcanvas-live``) holding, top to bottom:
+
+- ``nbcanvas-header``: the workflow's name and, on a cluster, a link to the dask dashboard
+  (``nbcanvas-dashboard``);
+- ``nbcanvas-diagram``: the Graphviz SVG with every node filled with its state's colour;
+- ``nbcanvas-overall``: the whole workflow's bar (``nbcanvas-progress``) and its counts
+  (``nbcanvas-progress-text``); ``bar_style`` ``danger`` as soon as a task failed;
+- ``nbcanvas-steps``: one row (``nbcanvas-step``) per top-level step -- a bar
+  (``nbcanvas-step-bar``) and its counts and elapsed time (``nbcanvas-step-text``);
+- ``nbcanvas-meta``: the latest ``update_state`` meta of running tasks.
+
+It is fed by the state store only: an observer (on distributed's IO thread) pokes a
+:class:`~nbcanvas.widgets.pace.Pacer`, whose short-lived thread redraws at most every
+``interval`` seconds, once more after the last event, and then unsubscribes. The diagram is
+redrawn less often when drawing it is slow (at most ``SVG_BUDGET`` of one thread's time), and
+not at all when its DOT text did not change. User text is escaped before it reaches HTML.
+"""
+from __future__ import annotations
+
+import html
+import threading
+import time
+import weakref
+from typing import Any, Final
+
+import ipywidgets as w
+
+from . import cells
+from .model import MAX_STEPS, Bar, Source, ViewModel, source_of, view_model
+from .pace import Pacer
+
+__all__ = ["LiveView", "live_view", "live_views", "BUDGET", "SVG_BUDGET", "GRACE"]
+
+#: Share of one thread's time the redraws may take: a redraw that costs ``c`` seconds waits at
+#: least ``c / BUDGET`` before the next (10,000 nodes: ~0.2 s between bar updates).
+BUDGET: Final = 0.05
+#: The same for the diagram (a ``dot`` run of ~50 ms: a new diagram every second or so).
+SVG_BUDGET: Final = 0.05
+#: Seconds to wait for the last events after the workflow's results are in (or lost).
+GRACE: Final = 1.0
+WIDGET_VIEW: Final = "application/vnd.jupyter.widget-view+json"
+
+_views: weakref.WeakSet[LiveView] = weakref.WeakSet()
+
+
+def _classed(widget: Any, *classes: str) -> Any:
+    for c in classes:
+        widget.add_class(c)
+    return widget
+
+
+class LiveView:
+    """The live view of one workflow (see the module doc). ``view.box`` is the widget."""
+
+    def __init__(self, source: Source, interval: float = 0.1) -> None:
+        self.source = source
+        self.text = f"<nbcanvas live view: {source.name}>"
+        self.header = _classed(w.HTML(self._header_html()), "nbcanvas-header")
+        self.diagram = _classed(w.HTML("<i>drawing…</i>"), "nbcanvas-diagram")
+        self.overall = _classed(w.IntProgress(value=0, min=0, max=1, description="total"),
+                                "nbcanvas-progress")
+        self.overall_text = _classed(w.HTML(), "nbcanvas-progress-text")
+        self.steps = _classed(w.VBox(), "nbcanvas-steps")
+        self.notes = _classed(w.HTML(), "nbcanvas-meta")
+        self.box = _classed(w.VBox([self.header, self.diagram,
+                                    _classed(w.HBox([self.overall, self.overall_text]),
+                                             "nbcanvas-overall"),
+                                    self.steps, self.notes]), "nbcanvas-live")
+        self._rows: list[tuple[Any, Any, Any]] = []
+        self._more = _classed(w.HTML(), "nbcanvas-step-more")
+        self._structure: Any = None
+        self._dot: str | None = None
+        self._svg_next = 0.0
+        self._lost_since: float | None = None
+        self.model: ViewModel | None = None
+        self.svg_renders = 0
+        self.svg_seconds = 0.0
+        self.final = threading.Event()
+        self._watching = self._urgent = False
+        self._pacer = Pacer(self._redraw, interval, budget=BUDGET, name="nbcanvas-live-view")
+        self._unsubscribe = source.store.subscribe(lambda _store: self._pacer.poke())
+        _views.add(self)
+        cells.watch(self)
+        self._pacer.poke()  # the first redraw at once, from the pacer's thread
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        bundle = self.box._repr_mimebundle_(include=include, exclude=exclude) or {}
+        bundle["text/plain"] = self.text
+        return bundle
+
+    # -- life ----------------------------------------------------------------------------------
+    @property
+    def live(self) -> bool:
+        """True while the view still follows its workflow."""
+        return not self.final.is_set() and not self._pacer.closed
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the final state is drawn (True) or ``timeout`` passed (False)."""
+        return self.final.wait(timeout)
+
+    def close(self) -> None:
+        """Stop following the workflow (the widgets stay as they are)."""
+        self._unsubscribe()
+        self._pacer.close()
+
+    def finishing(self) -> bool:
+        """True if the workflow is over but its final state is not drawn yet."""
+        if self.final.is_set() or self._pacer.closed:
+            return False
+        done = self.source.results_done
+        return self.source.store.finished() or (done is not None and done())
+
+    def widgets(self) -> list[Any]:
+        """Every widget of the view."""
+        rows = [x for row in self._rows for x in row]
+        return [self.box, *self.box.children, *self.box.children[2].children, self.steps,
+                self._more, *rows]
+
+    def send_all(self) -> None:
+        """Send the whole state of every widget again (see ``nbcanvas.widgets.cells``)."""
+        for widget in self.widgets():
+            widget.send_state()
+
+    # -- drawing -------------------------------------------------------------------------------
+    def _redraw(self) -> bool:
+        """One redraw (from the pacer's thread); True when the final state is drawn."""
+        before = cells.cell_mark()
+        try:
+            return self._redraw_now()
+        finally:
+            cells.redrawn(self, before)
+
+    def _redraw_now(self) -> bool:
+        if not self._watching and self.source.watch_done is not None:
+            self._watching = True
+            self.source.watch_done(self._results_in)
+        vm = view_model(self.source)
+        over = vm.finished or self._lost(vm)
+        self._show(vm)
+        now = time.monotonic()
+        if over or now >= self._svg_next:
+            t0 = now
+            self._draw(vm)
+            cost = time.monotonic() - t0
+            self._svg_next = t0 + max(self._pacer.interval, cost / SVG_BUDGET)
+        else:
+            self._pacer.poke()  # the diagram is due later: come back for it
+        if over:
+            self._unsubscribe()
+            self.final.set()
+        return over
+
+    def _results_in(self) -> None:
+        """A result future finished: once all have, draw the final state without waiting."""
+        done = self.source.results_done
+        urgent = not self._urgent and done is not None and done()
+        self._urgent = self._urgent or urgent  # once: no burst of unpaced redraws
+        self._pacer.poke(urgent=urgent)
+
+    def _lost(self, vm: ViewModel) -> bool:
+        """The results are in (or gone) but the store is not finished: give the last events
+        ``GRACE`` seconds, then draw what is known and stop."""
+        done = self.source.results_done
+        if done is None or not done():
+            return False
+        now = time.monotonic()
+        if self._lost_since is None:
+            self._lost_since = now
+        if now - self._lost_since >= GRACE:
+            return True
+        self._pacer.poke()
+        return False
+
+    def _header_html(self) -> str:
+        text = f"<b>{html.escape(self.source.name)}</b>"
+        if self.source.dashboard:
+            link = html.escape(self.source.dashboard)
+            text += (f' · <a class="nbcanvas-dashboard" href="{link}" target="_blank"'
+                     f' rel="noopener">dask dashboard</a>')
+        return text
+
+    def _show(self, vm: ViewModel) -> None:
+        self.model = vm
+        _set_bar(self.overall, vm.overall, vm.finished)
+        self.overall_text.value = html.escape(vm.overall.text)
+        shown = vm.steps[:MAX_STEPS]
+        while len(self._rows) < len(shown):
+            bar = _classed(w.IntProgress(value=0, min=0, max=1), "nbcanvas-step-bar")
+            text = _classed(w.HTML(), "nbcanvas-step-text")
+            self._rows.append((bar, text, _classed(w.HBox([bar, text]), "nbcanvas-step")))
+        children = tuple(row[2] for row in self._rows[:len(shown)])
+        for (bar, text, _), step in zip(self._rows, shown):
+            _set_bar(bar, step, vm.finished)
+            text.value = f"<b>{html.escape(step.label)}</b> {html.escape(step.text)}"
+        if vm.more_steps:
+            self._more.value = html.escape(f"… and {vm.more_steps:,} more steps")
+            children += (self._more,)
+        if children != tuple(self.steps.children):
+            self.steps.children = children
+        lines = "\n".join(vm.notes)
+        self.notes.value = f"<pre>{html.escape(lines)}</pre>" if lines else ""
+
+    def _draw(self, vm: ViewModel) -> None:
+        """The diagram, coloured by the current states (skipped if the DOT text is the same)."""
+        from ..display import render_svg
+        from ..dot import canvas_graph
+        src = self.source
+        if src.structure is None:
+            return
+        t0 = time.monotonic()
+        if self._structure is None:
+            self._structure = src.structure()
+        store = src.store
+        nodes = dict(store.nodes)
+        dynamic = {} if len(nodes) == len(src.static) else {
+            i: row for i, row in nodes.items() if i not in src.static}
+        graph = canvas_graph(self._structure, states=store.snapshot(),
+                             branches=dict(store.branches), dynamic=dynamic, meta=vm.meta)
+        if graph.source == self._dot:
+            return
+        svg, problem = render_svg(lambda: graph)
+        if svg is not None:
+            self.diagram.value = ('<div class="nbcanvas-svg" style="overflow:auto">'
+                                  f'{svg[svg.find("<svg"):]}</div>')
+        else:
+            self.diagram.value = f"<pre>{html.escape(problem or '')}</pre>"
+        self._dot = graph.source
+        self.svg_renders += 1
+        self.svg_seconds += time.monotonic() - t0
+
+
+def _set_bar(bar: Any, b: Bar, finished: bool) -> None:
+    with bar.hold_sync():
+        bar.max = max(1, b.total)
+        bar.value = bar.max if finished and b.total == 0 else b.done
+        bar.bar_style = b.style or ("success" if finished and b.total == 0 else "")
+
+
+def live_view(result: Any, interval: float = 0.1) -> LiveView:
+    """A :class:`LiveView` of the workflow of ``result`` (an ``AsyncResult``/``GroupResult``,
+    also one re-attached by id, or a workflow handle). Display it, or use ``.box``."""
+    return LiveView(source_of(result), interval)
+
+
+def live_views() -> list[LiveView]:
+    """The views of this process that still follow their workflow."""
+    return [v for v in list(_views) if v.live]
