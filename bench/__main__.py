@@ -1,0 +1,161 @@
+"""``python -m bench [--quick] [--only nbcanvas,dask,celery,kill] [--repeat N]``.
+
+Runs the systems one after the other (each on its own cluster, closed before the next starts:
+the machine has 2 cores), prints the table, writes ``bench/results/<timestamp>.json``, and for
+a full run of nbcanvas, dask and Celery also ``bench/results/latest.json`` and the README table.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import SYSTEM_LABELS, Sizes
+from .common import ROOT, Cell, install_signal_handlers, log, na
+from .report import build_report, markdown_table, text_table, update_readme, write_json
+
+__all__ = ["main", "run_all", "readme_section", "GROUPS"]
+
+#: ``--only`` names and the columns each fills.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "nbcanvas": ("nbcanvas-embedded", "nbcanvas-localcluster"),
+    "dask": ("dask-defaults", "dask-tuned"),
+    "celery": ("celery-redis", "celery-eager"),
+    "kill": (),
+}
+DEFAULT_ONLY = ("nbcanvas", "dask", "celery")
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for mod in ("dask", "distributed", "nbcanvas"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001
+            out[mod] = "?"
+    return out
+
+
+def _one(system: str, s: Sizes, repeat: int) -> dict[str, Cell]:
+    log(f"== {SYSTEM_LABELS[system]}")
+    t0 = time.perf_counter()
+    try:
+        if system.startswith("nbcanvas"):
+            from .nb import run_nbcanvas
+            return run_nbcanvas(system.split("-", 1)[1], s, repeat)
+        from .rawdask import run_dask
+        return run_dask(system == "dask-tuned", s, repeat)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # noqa: BLE001 - one system failing must not lose the others
+        import traceback
+        traceback.print_exc()
+        return {"_error": na(f"error: {type(e).__name__}: {str(e)[:300]}")}
+    finally:
+        log(f"== {SYSTEM_LABELS[system]} done in {time.perf_counter() - t0:.0f} s")
+
+
+def run_all(only: tuple[str, ...], s: Sizes, repeat: int) -> tuple[dict[str, dict[str, Cell]],
+                                                                   dict[str, Any]]:
+    """Results by system, and extra meta (Celery's version)."""
+    results: dict[str, dict[str, Cell]] = {}
+    extra: dict[str, Any] = {}
+    for group in ("nbcanvas", "dask"):
+        if group in only:
+            for system in GROUPS[group]:
+                results[system] = _one(system, s, repeat)
+    if "celery" in only:
+        from .celery_side import run_celery
+        log("== Celery+Redis and Celery eager")
+        t0 = time.perf_counter()
+        for system, cells in run_celery(s, repeat).items():
+            meta = cells.pop("_meta", None)
+            if isinstance(meta, dict):
+                extra.update(meta)
+            results[system] = cells
+        log(f"== Celery done in {time.perf_counter() - t0:.0f} s")
+    if "kill" in only:
+        from .kill import run_kill
+        log("== worker kill (issue 12.1)")
+        try:
+            cell = run_kill(s)
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # noqa: BLE001
+            cell = na(f"error: {type(e).__name__}: {e}")
+        results.setdefault("nbcanvas-localcluster", {})["kill"] = cell
+    return results, extra
+
+
+def readme_section(report: dict[str, Any]) -> str:
+    """The README text between the bench markers."""
+    m = report["meta"]
+    v = m["versions"]
+    load = f"load average {m['loadavg_start']:.1f} at the start, {m['loadavg_end']:.1f} at the end"
+    note = f" {m['note']}" if m.get("note") else ""
+    return f"""## Benchmarks
+
+`make bench` (or `python -m bench [--quick] [--only nbcanvas,dask,celery,kill] [--repeat N]`)
+runs the same workloads, trivial tasks unless said, on nbcanvas, raw dask and Celery, one system
+after the other on the same machine, and prints this table. Columns: **nbcanvas embedded** is
+nbcanvas's own cluster (2 worker processes × 1 thread, `worker-saturation: inf`, no batching
+delay on its streams); **nbcanvas LocalCluster** is the same cluster made by the user and passed
+with `App(client=...)`; **dask** is `client.map`/`client.get` on a dict of `dask.task_spec.Task`
+on the same cluster, with dask's defaults (`worker-saturation: 1.1`) and tuned (`inf`);
+**Celery+Redis** is a prefork worker, concurrency 2, Redis as broker and result backend;
+**Celery eager** is `task_always_eager=True`. Throughput rows are build + `delay()` + `.get()`,
+median of {m['repeat']} runs; latencies are p50/p90 of at least 200 samples after a warm-up;
+*target* is nbcanvas's target from issue 11, *pass* is for nbcanvas embedded / LocalCluster.
+`n/a`: no equivalent; `—`: not run; `err`: failed (the reason is listed under the table).
+Full numbers, runs and notes: `bench/results/latest.json`.
+
+Last run: {m['started'][:10]}, {m['cpu_count']} cores, Python {v['python']}, dask {v['dask']},
+Celery {m.get('celery', '?')}; {load}; the whole run took {m['duration_s'] / 60:.1f} min.{note}
+
+{markdown_table(report)}
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes (for the test)")
+    ap.add_argument("--only", default=",".join(DEFAULT_ONLY),
+                    help="comma-separated: nbcanvas,dask,celery,kill (default: all but kill)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per throughput workload")
+    ap.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
+    ap.add_argument("--no-readme", action="store_true", help="leave README.md alone")
+    ap.add_argument("--note", default="", help="a sentence for the README (e.g. a busy machine)")
+    a = ap.parse_args(argv)
+    only = tuple(x.strip() for x in a.only.split(",") if x.strip())
+    unknown = [x for x in only if x not in GROUPS]
+    if unknown:
+        ap.error(f"unknown --only name(s) {unknown}; choose from {', '.join(GROUPS)}")
+    install_signal_handlers()
+    s = Sizes.quick_sizes() if a.quick else Sizes.full()
+    started = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    load0 = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    results, extra = run_all(only, s, a.repeat)
+    meta = {"started": started.isoformat(), "duration_s": round(time.perf_counter() - t0, 1),
+            "cpu_count": os.cpu_count(), "platform": platform.platform(), "repeat": a.repeat,
+            "only": list(only), "quick": a.quick, "loadavg_start": load0,
+            "loadavg_end": os.getloadavg()[0], "versions": _versions(), "note": a.note, **extra}
+    report = build_report(results, s, meta, kill="kill" in only)
+    print(text_table(report))
+    full = not a.quick and all(g in only for g in DEFAULT_ONLY)
+    path = write_json(report, a.results_dir, latest=full)
+    log(f"wrote {path}" + (" and latest.json" if full else ""))
+    if full and not a.no_readme:
+        update_readme(ROOT / "README.md", readme_section(report))
+        log("updated the bench section of README.md")
+    log(f"total {meta['duration_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

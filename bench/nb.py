@@ -1,0 +1,269 @@
+"""nbcanvas workloads, on the embedded cluster (tuned streams) and on a user's LocalCluster.
+
+Every throughput workload is timed end to end as a user sees it: build the canvas, ``delay()``,
+``.get()``; results are checked, then ``forget()`` (untimed) frees them on the cluster.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from . import Sizes
+from .common import Cell, cell, guarded, log, measure, na, percentile, split_latency
+from .mem import run_probe
+from .tasks import nested_chords
+
+__all__ = ["NbTasks", "run_nbcanvas", "live_view_overhead", "GET_TIMEOUT"]
+
+GET_TIMEOUT = 300.0  # a hang shows up as an error cell, not a stuck bench
+
+
+class NbTasks:
+    """The bench's tasks registered on one nbcanvas ``App``."""
+
+    def __init__(self, name: str, client: Any = None) -> None:
+        import nbcanvas as nc
+
+        from . import tasks
+        self.nc = nc
+        self.app = nc.App(name, client=client, set_as_current=False)
+        self.add = self.app.task(tasks.add, name="bench.add")
+        self.tsum = self.app.task(tasks.tsum, name="bench.tsum")
+        self.sleep = self.app.task(tasks.sleep_ms, name="bench.sleep_ms")
+
+
+def _run_get(sig: Any, expect: Any) -> float:
+    """Seconds for ``sig.delay().get()``; checks the result, then forgets it (untimed)."""
+    t0 = time.perf_counter()
+    r = sig.delay()
+    out = r.get(timeout=GET_TIMEOUT)
+    dt = time.perf_counter() - t0
+    try:
+        if out != expect:
+            raise AssertionError(f"wrong result: {str(out)[:80]} != {str(expect)[:80]}")
+    finally:
+        r.forget()
+    return dt
+
+
+def _e2e(build: Callable[[], Any], expect: Any) -> Callable[[], float]:
+    """A run that times build + delay + get."""
+    def run() -> float:
+        t0 = time.perf_counter()
+        sig = build()
+        return (time.perf_counter() - t0) + _run_get(sig, expect)
+    return run
+
+
+def live_view_overhead(t: NbTasks, s: Sizes, repeat: int) -> Cell:
+    """Live-view overhead on a group: % longer build + delay + get with a live view attached.
+
+    The view is ``nbcanvas.widgets.live_view(result)`` made right after ``delay()`` (widgets,
+    SVG diagram and progress bars redrawn from the event store by its pacer thread, as in a
+    kernel with no frontend attached); runs with and without it alternate, and the value is
+    ``median(with) / median(without) − 1``. While nbcanvas has no live view this is n/a.
+    """
+    try:
+        from nbcanvas.widgets import live_view
+    except ImportError as e:
+        return na(f"n/a: nbcanvas has no live view yet ({e}); bench.nb.live_view_overhead "
+                  f"measures nbcanvas.widgets.live_view(result)")
+    expect = [2 * i for i in range(s.liveview)]
+    renders: list[int] = []
+
+    def run(view: bool) -> float:
+        t0 = time.perf_counter()
+        r = t.nc.group(t.add.s(i, i) for i in range(s.liveview)).delay()
+        lv = live_view(r) if view else None
+        out = r.get(timeout=GET_TIMEOUT)
+        dt = time.perf_counter() - t0
+        if lv is not None:
+            lv.wait(10)
+            renders.append(lv.svg_renders)
+            lv.close()
+        r.forget()
+        if out != expect:
+            raise AssertionError("wrong result")
+        return dt
+    try:
+        run(True)  # warm-up, and: does the live view work here?
+    except Exception as e:  # noqa: BLE001
+        return na(f"n/a: live_view(result) failed: {type(e).__name__}: {str(e)[:160]}")
+    plain, viewed = [], []
+    for _ in range(max(repeat, 5)):
+        plain.append(run(False))
+        viewed.append(run(True))
+    a, b = statistics.median(plain), statistics.median(viewed)
+    return cell((b / a - 1.0) * 100.0, [x - y for x, y in zip(viewed, plain, strict=True)],
+                f"median {b:.3f} s with the view vs {a:.3f} s without, {len(plain)} pairs; "
+                f"SVG renders per view: {statistics.median(renders):.0f}")
+
+
+def _render(t: NbTasks, s: Sizes, repeat: int) -> Cell:
+    g = t.nc.group(t.add.s(i, i) for i in range(s.render))
+
+    def run() -> float:
+        t0 = time.perf_counter()
+        svg = g.graph().pipe(format="svg")
+        dt = time.perf_counter() - t0
+        if not svg:
+            raise AssertionError("empty SVG")
+        return dt
+    try:
+        run()  # warm-up (and: does the diagrams module work yet?)
+    except Exception as e:  # noqa: BLE001
+        return na(f"n/a: g.graph() failed: {type(e).__name__}: {str(e)[:160]}")
+    return measure(run, repeat)
+
+
+def _latency(t: NbTasks, s: Sizes, client: Any) -> Cell:
+    """p50/p90 of ``add.delay(i, 1).get()``; the note gives raw dask's on the same client."""
+    from . import tasks
+    for i in range(30):  # warm-up
+        t.add.delay(i, 1).get(timeout=GET_TIMEOUT)
+        client.submit(tasks.add, i, 1, pure=False).result()
+    lat, raw = [], []
+    for i in range(s.latency_samples):
+        t0 = time.perf_counter()
+        v = t.add.delay(i, 1).get(timeout=GET_TIMEOUT)
+        t1 = time.perf_counter()
+        client.submit(tasks.add, i, 1, pure=False).result(timeout=GET_TIMEOUT)
+        raw.append((time.perf_counter() - t1) * 1e3)
+        lat.append((t1 - t0) * 1e3)
+        if v != i + 1:
+            raise AssertionError(f"wrong result {v}")
+    c = split_latency(lat)
+    for x, p in ((c, 50), (c["p90"], 90)):
+        x["note"] += f"; raw dask submit().result() on the same client: {percentile(raw, p):.2f} ms"
+    return c
+
+
+def _small_group(t: NbTasks, s: Sizes, n: int) -> Cell:
+    def one() -> float:
+        t0 = time.perf_counter()
+        out = t.nc.group(t.add.s(i, i) for i in range(n)).delay().get(timeout=GET_TIMEOUT)
+        dt = (time.perf_counter() - t0) * 1e3
+        if out != [2 * i for i in range(n)]:
+            raise AssertionError("wrong result")
+        return dt
+    for _ in range(5):
+        one()
+    lat = [one() for _ in range(s.small_group_samples)]
+    return cell(percentile(lat, 50), [], f"p50 of {len(lat)}, build+delay+get")
+
+
+def _par_eff(t: NbTasks, s: Sizes, repeat: int) -> Cell:
+    ideal = s.par_tasks * s.par_ms / 1000.0 / s.threads
+    run = _e2e(lambda: t.nc.group(t.sleep.s(s.par_ms, i) for i in range(s.par_tasks)),
+               list(range(s.par_tasks)))
+    c = measure(lambda: ideal / run() * 100.0, repeat)
+    c["note"] = f"ideal {ideal:.2f} s with {s.threads} threads"
+    return c
+
+
+def _pipe(t: NbTasks, s: Sizes, repeat: int) -> Cell:
+    def run() -> float:
+        t0 = time.perf_counter()
+        sig = t.add.s(0, 0)
+        for _ in range(s.pipe):
+            sig = sig | t.add.s(1)
+        return (time.perf_counter() - t0) * 1e3
+    return measure(run, repeat)
+
+
+def _compile(t: NbTasks, s: Sizes, repeat: int) -> Cell:
+    """Build + freeze + compile of a group; the note splits the median into the three."""
+    from nbcanvas.compile import compile_canvas
+    parts: list[tuple[float, float, float]] = []
+
+    def run() -> float:
+        t0 = time.perf_counter()
+        g = t.nc.group(t.add.s(i, i) for i in range(s.compile))
+        t1 = time.perf_counter()
+        f = g.freeze()
+        t2 = time.perf_counter()
+        compile_canvas(f, uuid.uuid4().hex, parallelism=2)
+        t3 = time.perf_counter()
+        parts.append(((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3))
+        return (t3 - t0) * 1e3
+    c = measure(run, max(repeat, 5))
+    b, f, k = (statistics.median(x[i] for x in parts) for i in range(3))
+    c["note"] = f"medians: build {b:.0f} + freeze {f:.0f} + compile_canvas {k:.0f} ms"
+    return c
+
+
+def _nested(t: NbTasks, s: Sizes, repeat: int) -> Cell:
+    from nbcanvas.compile import compile_canvas
+    sig = nested_chords(t.add, t.tsum, s.nested_depth, s.nested_fanout, t.nc.chord)
+
+    def run() -> float:
+        t0 = time.perf_counter()
+        compile_canvas(sig.freeze(), uuid.uuid4().hex, parallelism=2)
+        return (time.perf_counter() - t0) * 1e3
+    c = measure(run, max(repeat, 5))
+    c["note"] = (f"freeze+compile; {sum(s.nested_fanout ** d for d in range(s.nested_depth))} "
+                 f"chords, {s.nested_fanout ** s.nested_depth} leaves")
+    return c
+
+
+def workloads(t: NbTasks, s: Sizes, repeat: int, client: Any) -> dict[str, Cell]:
+    """Every row for one nbcanvas system (``client``: its cluster's client)."""
+    nc, add, tsum = t.nc, t.add, t.tsum
+    log("  warm-up")
+    _run_get(nc.group(add.s(i, i) for i in range(200)), [2 * i for i in range(200)])
+    _run_get(nc.chain(add.s(0, 0), *(add.s(1) for _ in range(19))), 19)
+    _run_get(nc.chord((add.s(i, i) for i in range(100)), tsum.s()), 9900)
+    gc.collect()
+    r: dict[str, Cell] = {}
+    r["group"] = guarded("group", lambda: measure(_e2e(
+        lambda: nc.group(add.s(i, i) for i in range(s.group)),
+        [2 * i for i in range(s.group)]), repeat))
+    r["chain"] = guarded("chain", lambda: measure(_e2e(
+        lambda: nc.chain(add.s(0, 0), *(add.s(1) for _ in range(s.chain - 1))),
+        s.chain - 1), repeat))
+    r["chord"] = guarded("chord", lambda: measure(_e2e(
+        lambda: nc.chord((add.s(i, i) for i in range(s.chord)), tsum.s()),
+        s.chord * (s.chord - 1)), repeat))
+    r["latency_p50"] = guarded("latency", lambda: _latency(t, s, client))
+    r["latency_p90"] = r["latency_p50"].pop("p90", r["latency_p50"])
+    r["group1_get"] = guarded("group of 1", lambda: _small_group(t, s, 1))
+    r["group10_get"] = guarded("group of 10", lambda: _small_group(t, s, 10))
+    r["par_eff"] = guarded("parallel efficiency", lambda: _par_eff(t, s, repeat))
+    r["pipe"] = guarded("sig | x", lambda: _pipe(t, s, repeat))
+    r["compile"] = guarded("build+compile", lambda: _compile(t, s, repeat))
+    r["nested"] = guarded("nested chords", lambda: _nested(t, s, repeat))
+    r["render"] = guarded("render", lambda: _render(t, s, repeat))
+    r["liveview"] = guarded("live view", lambda: live_view_overhead(t, s, repeat))
+    r["memory"] = guarded("memory", lambda: run_probe("nbcanvas", client.scheduler.address,
+                                                      s.memory))
+    return r
+
+
+def run_nbcanvas(kind: str, s: Sizes, repeat: int) -> dict[str, Cell]:
+    """``kind``: ``"embedded"`` (nbcanvas's own cluster, tuned) or ``"localcluster"``."""
+    if kind == "embedded":
+        from nbcanvas import cluster as ncl
+        os.environ.pop("DASK_SCHEDULER_ADDRESS", None)
+        from .clusters import quiet_distributed
+        quiet_distributed()
+        t = NbTasks("bench-embedded")
+        try:
+            conn = ncl.connection(t.app)
+            if not conn.embedded:
+                raise RuntimeError("nbcanvas did not use its embedded cluster (a current Client "
+                                   "or a scheduler address is set)")
+            conn.client.wait_for_workers(conn.nthreads, timeout=60)
+            log(f"nbcanvas embedded cluster at {conn.client.scheduler.address} "
+                f"({conn.nthreads} worker threads)")
+            return workloads(t, s, repeat, conn.client)
+        finally:
+            ncl.close_embedded()
+    from .clusters import local_cluster
+    with local_cluster("inf") as client:
+        t = NbTasks("bench-localcluster", client=client)
+        return workloads(t, s, repeat, client)
