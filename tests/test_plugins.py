@@ -1,0 +1,186 @@
+"""nbcanvas.plugins: workflow records on the scheduler, results held until forget, revoke sets.
+
+The record-keeping logic is tested on a bare ``NbcanvasScheduler``; what needs the scheduler
+itself (records of sent workflows, who holds the results, workers joining later) runs on real
+LocalClusters.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+
+import pytest
+
+import nbcanvas as nc
+from nbcanvas.cluster import connection
+from nbcanvas.plugins import HOLDER, NbcanvasScheduler, summary
+from nbcanvas.runtime.emit import TOPIC
+from nbcanvas.submit import _lists
+
+app = nc.App("tests.test_plugins", set_as_current=False)
+
+
+@app.task(name="tp.add")
+def add(x, y):
+    return x + y
+
+
+@app.task(name="tp.inc")
+def inc(x):
+    return x + 1
+
+
+@app.task(name="tp.tsum")
+def tsum(xs):
+    return sum(xs)
+
+
+def record(wf: str = "wf") -> dict:
+    return {"id": wf, "name": "chain: a → b", "structure": {}, "created": 1.0,
+            "nodes": {"a": ["signature", "a", 0, None, "k1", []],
+                      "g": ["group", "group", 1, None, None, ["b"]],
+                      "b": ["signature", "b", 1, "g", "k2", []]},
+            "keys": ["k1", "k2"], "result": ["r", "k2", "b"]}
+
+
+def plugin_with(rec: dict) -> NbcanvasScheduler:
+    p = NbcanvasScheduler()
+    p.register(client="c1", record=rec)
+    return p
+
+
+# -- the record, without a scheduler --------------------------------------------------------
+
+
+def test_register_indexes_every_node_and_waits_for_the_keys():
+    p = plugin_with(record())
+    rec = p.records["wf"]
+    assert rec["client"] == "c1" and rec["states"] == {} and rec["dyn"] == {}
+    assert p.lookup(id="wf") is rec and p.lookup(id="b") is rec and p.lookup(id="x") is None
+    assert p._pending_keys == {"k1": "wf", "k2": "wf"}
+
+
+def test_events_update_the_record_and_final_states_stay():
+    p = plugin_with(record())
+    p.log_event(TOPIC, {"wf": "wf", "ev": [
+        ["S", "a", 1.0, 0, "h"], ["U", "a", 2.0, "PROGRESS", {"i": 1}],
+        ["D", "a", 3.0, "SUCCESS", None], ["S", "a", 4.0, 1, "h"],
+        ["R", "b", 5.0, "OSError", 1], ["N", "b:0", 6.0, "b", "inc", "signature", 0],
+        ["B", "g", 7.0, "then"]]})
+    rec = p.records["wf"]
+    assert rec["states"]["a"] == ["SUCCESS", {"i": 1}, 1.0, 3.0, 0, None]
+    assert rec["states"]["b"][0] == "RETRY" and rec["states"]["b"][5] == "OSError"
+    assert rec["dyn"] == {"b:0": ["signature", "inc", 0, "b"]} and p.lookup(id="b:0") is rec
+    assert rec["branches"] == {"g": "then"}
+
+
+def test_events_of_other_topics_and_workflows_are_ignored():
+    p = plugin_with(record())
+    p.log_event("other-topic", {"wf": "wf", "ev": [["D", "a", 1.0, "SUCCESS", None]]})
+    p.log_event(TOPIC, {"wf": "unknown", "ev": [["D", "a", 1.0, "SUCCESS", None]]})
+    p.log_event(TOPIC, "not a dict")
+    assert p.records["wf"]["states"] == {}
+
+
+def test_save_group_needs_a_known_id():
+    p = plugin_with(record())
+    assert p.save_group(id="g") is True and p.save_group(id="nope") is False
+    assert p.groups == {"g"}
+
+
+@pytest.mark.parametrize("states,revoked,expected", [
+    ({}, False, ("PENDING", 0)),
+    ({"a": ["STARTED", None, 1.0, None, 0, None]}, False, ("STARTED", 0)),
+    ({"a": ["SUCCESS", None, 1.0, 2.0, 0, None]}, False, ("STARTED", 1)),
+    ({"a": ["FAILURE", None, 1.0, 2.0, 0, "x"]}, False, ("FAILURE", 1)),
+    ({"a": ["SUCCESS", None, 1.0, 2.0, 0, None], "b": ["SUCCESS", None, 1.5, 3.0, 0, None]},
+     False, ("SUCCESS", 2)),
+    ({"a": ["SUCCESS", None, 1.0, 2.0, 0, None]}, True, ("REVOKING", 1)),
+    ({"a": ["SUCCESS", None, 1.0, 2.0, 0, None], "b": ["REVOKED", None, None, 3.0, 0, None]},
+     True, ("REVOKED", 2)),
+])
+def test_summary(states, revoked, expected):
+    rec = {**record(), "states": states, "dyn": {}}
+    if revoked:
+        rec["revoked"] = 5.0
+    row = summary(rec)
+    assert (row["state"], row["done"]) == expected and row["total"] == 2  # not the group
+    assert row["id"] == "wf" and row["name"] == "chain: a → b"
+    if expected[0] == "SUCCESS":
+        assert (row["started"], row["finished"]) == (1.0, 3.0)
+
+
+def test_summary_counts_run_time_nodes():
+    rec = {**record(), "states": {"b:0": ["SUCCESS", None, 1.0, 2.0, 0, None]},
+           "dyn": {"b:0": ["signature", "inc", 0, "b"], "b:all": ["group", "all", 0, "b"]}}
+    row = summary(rec)
+    assert (row["done"], row["total"]) == (1, 3)
+
+
+# -- on the scheduler -----------------------------------------------------------------------
+
+
+def on_scheduler(client, fn):
+    return client.run_on_scheduler(lambda dask_scheduler: fn(dask_scheduler))
+
+
+def holders(client, keys):
+    def get(s):
+        return {k: sorted(c.client_key for c in s.tasks[k].who_wants) if k in s.tasks else None
+                for k in keys}
+    return on_scheduler(client, get)
+
+
+def test_the_record_of_a_sent_workflow(dask_client):
+    sig = nc.chain(nc.group(add.s(1, 1), add.s(2, 2)), tsum.s(), inc.s()).freeze()
+    r = sig.delay()
+    r.get(timeout=60)
+    conn = connection(app)
+    rec = _lists(conn.rpc("nbcanvas_lookup", id=sig.id))  # msgpack made the lists tuples
+    assert rec["id"] == sig.id and rec["keys"] == list(r.handle.backend.futures)
+    assert rec["structure"] == sig.to_dict(strict=False)
+    assert set(rec["nodes"]) == set(r.handle.nodes) and rec["name"].startswith("chain: ")
+    member = sig.tasks[0].tasks[1].id
+    assert conn.rpc("nbcanvas_lookup", id=member)["id"] == sig.id
+    assert all(rec["states"][i][0] == "SUCCESS" for i, row in rec["nodes"].items()
+               if row[0] != "group")
+    row = next(x for x in conn.rpc("nbcanvas_list") if x["id"] == sig.id)
+    assert (row["state"], row["done"], row["total"]) == ("SUCCESS", 4, 4)
+    r.forget()
+
+
+def test_results_are_held_by_the_records_until_forget(dask_client):
+    r = nc.group(add.s(1, 1), add.s(2, 2)).delay()
+    assert r.get(timeout=60) == [2, 4]
+    keys = list(r.handle.backend.futures)
+    before = holders(dask_client, keys)
+    assert all(HOLDER in h for h in before.values())
+    for f in r.handle.backend.futures.values():  # this client lets go: the records keep them
+        f.release()
+    states = on_scheduler(dask_client, lambda s: [s.tasks[k].state for k in keys])
+    assert states == ["memory"] * len(keys)
+    assert all(h == [HOLDER] for h in holders(dask_client, keys).values())
+    r.forget()
+    assert connection(app).rpc("nbcanvas_lookup", id=r.id) is None
+    assert all(h is None or HOLDER not in h for h in holders(dask_client, keys).values())
+
+
+def test_a_worker_that_joins_later_learns_what_is_revoked():
+    from distributed import Client, LocalCluster
+    token = f"wf-{uuid.uuid4()}"
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.ERROR) as cluster, \
+            Client(cluster, set_as_default=False) as client:
+        conn = connection(nc.App("tests.test_plugins.late", client=client, set_as_current=False))
+        assert conn.rpc("nbcanvas_revoke", wf=token) == 1  # one worker acknowledged
+        assert token in conn.rpc("nbcanvas_revoked")
+        first = set(client.scheduler_info()["workers"])
+        cluster.scale(2)
+        client.wait_for_workers(2, timeout=60)
+        (late,) = set(client.scheduler_info()["workers"]) - first
+
+        def knows(token=token):
+            from nbcanvas.runtime.interp import REVOKED
+            return token in REVOKED
+
+        assert client.run(knows, workers=[late]) == {late: True}
