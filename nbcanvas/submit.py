@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import os
+import time
 from typing import Any
 
 from .canvas import Signature, iter_nodes
@@ -17,7 +18,7 @@ from .compile import Lst, NodeInfo, Ref, compile_canvas
 from .compile.taskspec import to_dask_graph
 from .eager import _app_of, node_rows
 from .errors import ImproperlyConfigured, ResultNotFound, TimeoutError, WorkflowLost
-from .events import get_store, register_store
+from .events import drop_store, get_store, register_store
 from .handle import WorkflowHandle, find_handle, register_handle, supersede
 from .states import READY_STATES
 from .store import TASK_KINDS, StateStore
@@ -195,12 +196,29 @@ def submit(sig: Signature) -> Any:
         keys = list(cg.units)
         futures = dict(zip(keys, conn.client.get(graph, keys, sync=False)))
     except Exception as e:
-        conn.rpc("nbcanvas_forget", wf=wf)
+        _unregister(conn, wf)
         raise _name_unpicklable(cg, e) from e
-    handle = WorkflowHandle(wf, rows, cg.result, store, ClusterBackend(conn, futures, wf, rows, store),
-                            canvas=sig, app=app, name=record["name"])
+    handle = WorkflowHandle(wf, rows, cg.result, store,
+                            ClusterBackend(conn, futures, wf, rows, store), canvas=sig, app=app,
+                            name=record["name"])
     handle.compile_args = compile_args
     return result_for(wf, register_handle(handle))
+
+
+def _unregister(conn: Connection, wf: str, deadline: float = 5.0) -> None:
+    """Drop the record of a workflow whose graph could not be sent (and its local store).
+
+    The record went on the client's batched stream; the forget goes by rpc on another
+    connection and can overtake it (then it finds nothing and the record, arriving later,
+    stays for good). So forget until a record was dropped, for at most ``deadline`` s.
+    """
+    drop_store(wf)
+    end = time.monotonic() + deadline
+    try:
+        while not conn.rpc("nbcanvas_forget", wf=wf) and time.monotonic() < end:
+            time.sleep(0.01)  # the record is in flight on the stream: ask again
+    except Exception:  # noqa: BLE001 - the caller reports the original error
+        pass
 
 
 def _name_of(sig: Signature) -> str:
