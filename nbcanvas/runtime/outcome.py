@@ -6,9 +6,10 @@ instead of running, and the chain's errback runs exactly once.
 """
 from __future__ import annotations
 
+import os
 import pickle
 import traceback as tb_mod
-from types import ModuleType
+from types import ModuleType, TracebackType
 from typing import Any
 
 from ..errors import RemoteError, TaskRevokedError
@@ -120,6 +121,17 @@ def value_of(outcome: Any) -> tuple[Any, Failed | Revoked | NotTaken | None]:
     return outcome, None
 
 
+_RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _user_frames(tb: TracebackType | None) -> TracebackType | None:
+    """The traceback from the task's own code on: nbcanvas's runtime frames are noise."""
+    first = tb
+    while tb is not None and os.path.dirname(tb.tb_frame.f_code.co_filename) == _RUNTIME_DIR:
+        tb = tb.tb_next
+    return tb if tb is not None else first
+
+
 def failed_from(exc: BaseException, id: str, name: str, portable: bool = True
                 ) -> Failed:
     """A Failed that is sure to travel: an unpicklable exception becomes a RemoteError.
@@ -127,7 +139,7 @@ def failed_from(exc: BaseException, id: str, name: str, portable: bool = True
     ``portable=False`` (``apply()``: the outcome never leaves this process) keeps the
     exception as it is, so ``.get()`` raises the task's own exception even if it can't pickle.
     """
-    text = "".join(tb_mod.format_exception(type(exc), exc, exc.__traceback__))
+    text = "".join(tb_mod.format_exception(type(exc), exc, _user_frames(exc.__traceback__)))
     if not portable:
         exc.__traceback__ = None  # as below: the text keeps it, and re-raising can't grow it
         return Failed(exc, text, id, name)
