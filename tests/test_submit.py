@@ -1,0 +1,217 @@
+"""nbcanvas.submit: one workflow, one submission -- what reaches dask and what is refused."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+
+import nbcanvas as nc
+from nbcanvas.cluster import connection
+from nbcanvas.compile import Lst, Ref, compile_canvas
+from nbcanvas.events import drop_store
+from nbcanvas.handle import drop_handle, find_handle
+from nbcanvas.submit import _lists, _name_of, decode_where, encode_where
+
+pytestmark = pytest.mark.cluster
+app = nc.App("tests.test_submit", set_as_current=False)
+
+
+@app.task(name="tsb.add")
+def add(x, y):
+    return x + y
+
+
+@app.task(name="tsb.inc")
+def inc(x):
+    return x + 1
+
+
+@app.task(name="tsb.tsum")
+def tsum(xs):
+    return sum(xs)
+
+
+@app.task(name="tsb.where", bind=True)
+def where(self, *_):
+    return self.request.hostname
+
+
+#: an app of its own for the cluster with a GPU worker (a workflow runs where its tasks' app does)
+gpu_app = nc.App("tests.test_submit.gpu", set_as_current=False)
+
+
+@gpu_app.task(name="tsb.where_gpu", bind=True)
+def where_gpu(self, *_):
+    return self.request.hostname
+
+
+@app.task(name="tsb.spin")
+def spin(seconds):
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+    return n
+
+
+def lookup(id: str):
+    return connection(app).rpc("nbcanvas_lookup", id=id)
+
+
+# -- pure helpers -------------------------------------------------------------------------------
+
+
+def test_where_round_trips_through_plain_lists():
+    w = Lst((Ref("k1", "a"), Lst((Ref("k2", "b"),)), Ref("k1", "c")))
+    enc = encode_where(w)
+    assert enc == ["l", [["r", "k1", "a"], ["l", [["r", "k2", "b"]]], ["r", "k1", "c"]]]
+    assert decode_where(enc) == w
+    assert decode_where(_lists(tuple(tuple(x) if isinstance(x, list) else x for x in enc))) == w
+
+
+def test_lists_undoes_msgpack_tuples():
+    assert _lists({"a": (1, (2, {"b": (3,)}))}) == {"a": [1, [2, {"b": [3]}]]}
+
+
+def test_name_of_a_workflow():
+    assert _name_of(add.s(1, 1)) == "add"
+    assert _name_of(nc.chain(add.s(1, 1), inc.s(), inc.s(), tsum.s())) == \
+        "chain: add → inc → tsum"
+    assert _name_of(nc.chain(add.s(1, 1), inc.s(), tsum.s(), where.s(), spin.s())) == \
+        "chain: add → inc → tsum"  # the first three names
+    assert _name_of(nc.chord([add.s(1, 1), inc.s(1)], tsum.s())) == "chord: add → inc → tsum"
+
+
+# -- one submission ---------------------------------------------------------------------------
+
+
+def test_a_workflow_is_one_graph_with_a_future_per_unit(dask_client):
+    sig = nc.chain(add.s(1, 1), nc.group(inc.s(), inc.s()), tsum.s(), inc.s()).freeze()
+    r = sig.delay()
+    h = r.handle
+    assert find_handle(sig.id) is h and r.id == sig.id
+    cg = compile_canvas(sig, sig.id, **{k: v for k, v in h.compile_args.items()})
+    assert list(h.backend.futures) == list(cg.units)
+    assert r.get(timeout=60) == 7
+    assert h.store.get(sig.id).inline is not None  # the small result rode in its event
+    r.forget()
+
+
+def test_reattach_rebuilds_the_handle_from_the_scheduler(dask_client):
+    sig = nc.chain(add.s(1, 1), nc.group(inc.s(), inc.s()), tsum.s()).freeze()
+    r = sig.delay()
+    assert r.get(timeout=60) == 6
+    old = r.handle
+    drop_handle(old)
+    drop_store(sig.id)
+    again = nc.AsyncResult(sig.id, app=app)
+    assert again.get(timeout=60) == 6
+    h = again.handle
+    assert h is not old and h.nodes == old.nodes and h.result == old.result
+    assert h.store.state(sig.tasks[1].tasks[0].id) == "SUCCESS"
+    assert nc.AsyncResult(sig.tasks[0].id, app=app).get(timeout=60) == 2
+    again.forget()
+
+
+def test_a_saved_group_is_known_to_the_scheduler(dask_client):
+    g = nc.group(add.s(1, 1), add.s(2, 2)).delay()
+    g.get(timeout=60)
+    g.save()
+    saved = dask_client.run_on_scheduler(
+        lambda dask_scheduler, id=g.id: id in dask_scheduler.plugins["nbcanvas"].groups)
+    assert saved
+    g.forget()
+
+
+# -- refused before anything runs -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make,named", [
+    (lambda lock: add.s(lock, 1), "argument 0"),
+    (lambda lock: add.s(1, y=lock), "argument 'y'"),
+    (lambda lock: nc.group(add.s(i, lock) for i in range(100)), "argument 1"),
+    (lambda lock: inc.map([1, lock]), "argument item 1"),
+], ids=["positional", "keyword", "batched", "map"])
+def test_an_unpicklable_argument_is_named_with_its_task(dask_client, make, named):
+    sig = make(threading.Lock()).freeze()
+    with pytest.raises(TypeError, match=rf"task '(add|inc)': {named} \(lock"):
+        sig.delay()
+    assert lookup(sig.id) is None  # nothing left on the scheduler
+
+
+@pytest.mark.parametrize("option", [{"queue": "nowhere"}, {"resources": {"TPU": 1}}])
+def test_a_resource_no_worker_has_is_refused(dask_client, option):
+    sig = inc.s(1).set(**option).freeze()
+    with pytest.raises(nc.ImproperlyConfigured, match=r"no worker has.*--resources"):
+        sig.delay()
+    assert lookup(sig.id) is None
+
+
+@pytest.mark.xfail(strict=True, reason="compile/lower.py: routing options inside a chain that is "
+                   "flat as a whole are dropped when it is fused, so _check_routing never sees "
+                   "queue=/resources= there and the workflow runs anywhere")
+def test_a_resource_no_worker_has_is_refused_inside_a_chain(dask_client):
+    sig = nc.chain(inc.s(1), inc.s().set(queue="nowhere")).freeze()
+    try:
+        with pytest.raises(nc.ImproperlyConfigured):
+            sig.delay()
+    finally:
+        h = find_handle(sig.id)
+        if h is not None:
+            h.forget()
+
+
+# -- routing options reach dask ---------------------------------------------------------------
+
+
+def test_workers_option_runs_on_that_worker(dask_client):
+    addrs = sorted(dask_client.scheduler_info()["workers"])
+    assert len(addrs) == 2
+    for addr in addrs:
+        r = nc.group(where.s(i).set(workers=[addr]) for i in range(6)).delay()
+        assert r.get(timeout=60) == [addr] * 6
+        r.forget()
+
+
+def test_priority_reaches_the_scheduler(dask_client):
+    high = add.s(1, 1).set(priority=5).delay()
+    plain = add.s(1, 1).delay()
+    high.get(timeout=60), plain.get(timeout=60)
+    keys = [high.handle.result.key, plain.handle.result.key]
+    prios = dask_client.run_on_scheduler(
+        lambda dask_scheduler, keys=keys: [dask_scheduler.tasks[k].priority[0] for k in keys])
+    assert prios == [-5, 0]  # dask keeps -priority first: higher runs first
+    high.forget()
+    plain.forget()
+
+
+def test_a_time_limit_interrupts_a_busy_step_on_the_cluster(dask_client):
+    r = spin.s(60).set(time_limit=0.5).delay()
+    with pytest.raises(nc.TimeLimitExceeded):
+        r.get(timeout=60)
+    assert r.state == "FAILURE"
+    r.forget()
+
+
+@pytest.mark.slow
+def test_resources_run_only_where_they_exist():
+    from distributed import Client, LocalCluster
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.ERROR) as cluster, \
+            Client(cluster, set_as_default=False) as client:
+        plain = set(client.scheduler_info()["workers"])
+        spec = cluster.new_spec
+        cluster.new_spec = {**spec, "options": {**spec["options"], "resources": {"GPU": 1}}}
+        cluster.scale(2)
+        client.wait_for_workers(2, timeout=60)
+        (gpu,) = set(client.scheduler_info()["workers"]) - plain
+        gpu_app.connect(client)
+        try:
+            assert connection(gpu_app).worker_resources() == {"GPU"}
+            for option in ({"resources": {"GPU": 1}}, {"queue": "GPU"}):
+                sig = nc.group(where_gpu.s(i).set(**option) for i in range(8))
+                assert sig.delay().get(timeout=60) == [gpu] * 8
+        finally:
+            gpu_app._target = gpu_app._runtime = None
