@@ -19,7 +19,7 @@ __all__ = ["Bar", "Source", "ViewModel", "format_meta", "format_seconds", "sourc
            "observe_overhead"]
 
 _LAZY = {"LiveView": "live", "live_view": "live", "live_views": "live",
-         "WorkflowListView": "listing", "observe_overhead": "bench"}
+         "WorkflowListView": "listing", "observe_overhead": "overhead"}
 
 
 def __getattr__(name: str) -> Any:

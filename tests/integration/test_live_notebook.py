@@ -1,0 +1,243 @@
+"""The live view in real kernels on a real LocalCluster.
+
+- a notebook executed by nbclient with widget state stored: the saved state shows the final
+  bars and the SVG coloured by state (success everywhere; failure / not run for a failing chain);
+- a kernel interrupt during ``.get()`` leaves the workflow running and the view live;
+- a second kernel re-attaches by id and shows the running workflow's live diagram and bars,
+  and lists it with ``nc.workflows()``.
+
+Widget state is read the way a saved notebook keeps it: from the kernel's comm messages.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import textwrap
+import time
+import uuid
+from pathlib import Path
+from queue import Empty
+from typing import Any
+
+import pytest
+
+import nbcanvas as nc
+from nbcanvas.dot import STATE_COLOURS
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK = ROOT / "tests" / "notebooks" / "live_view.ipynb"
+SUCCESS, FAILURE = STATE_COLOURS["SUCCESS"], STATE_COLOURS["FAILURE"]
+
+
+def fills(svg: str) -> dict[str, str]:
+    """Node id (its SVG ``<title>``) -> the fill colour of its shape."""
+    return {html.unescape(t): f for t, f in
+            re.findall(r'class="node">\s*<title>([^<]*)</title>\s*<\w+ fill="([^"]+)"', svg)}
+
+
+class Views:
+    """Widget models by id (``{"model_name", "state"}``) and the live views found in them."""
+
+    def __init__(self, models: dict[str, dict[str, Any]]) -> None:
+        self.models = models
+
+    def tree(self, mid: str) -> list[dict[str, Any]]:
+        state = self.models[mid]["state"]
+        out = [state]
+        for child in state.get("children", ()):
+            out += self.tree(child.removeprefix("IPY_MODEL_"))
+        return out
+
+    def roots(self, cls: str = "nbcanvas-live") -> list[str]:
+        return [m for m, v in self.models.items() if cls in (v["state"].get("_dom_classes") or ())]
+
+    def part(self, root: str, cls: str) -> list[dict[str, Any]]:
+        return [s for s in self.tree(root) if cls in (s.get("_dom_classes") or ())]
+
+    def summary(self, root: str) -> dict[str, Any]:
+        bar, = self.part(root, "nbcanvas-progress")
+        diagram, = self.part(root, "nbcanvas-diagram")
+        return {"value": bar["value"], "max": bar["max"], "style": bar["bar_style"],
+                "fills": fills(diagram["value"]), "steps": len(self.part(root, "nbcanvas-step")),
+                "meta": "".join(s["value"] for s in self.part(root, "nbcanvas-meta"))}
+
+
+# -- a notebook executed by nbclient ------------------------------------------------------------
+def test_saved_notebook_keeps_the_final_view(dask_client, monkeypatch, tmp_path):
+    import nbformat
+    from nbclient import NotebookClient
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", dask_client.scheduler.address)
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(nb, timeout=120, kernel_name="python3", store_widget_state=True,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    views = Views(state)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    shown = [o["data"] for o in outputs if "application/vnd.jupyter.widget-view+json" in
+             o.get("data", {})]
+    assert [d["text/plain"] for d in shown] == ["<nbcanvas live view: chord add → tsum>",
+                                                "<nbcanvas live view: chain add → boom>"]
+    printed = {k: v for o in outputs if o.get("name") == "stdout"
+               for k, v in json.loads(o["text"]).items()}
+    ok = views.summary(shown[0]["application/vnd.jupyter.widget-view+json"]["model_id"])
+    assert (ok["value"], ok["max"], ok["style"], ok["steps"]) == (6, 6, "success", 2)
+    assert set(ok["fills"]) == set(printed["ok"])
+    assert set(ok["fills"].values()) == {SUCCESS}
+    bad = views.summary(shown[1]["application/vnd.jupyter.widget-view+json"]["model_id"])
+    assert (bad["value"], bad["max"], bad["style"]) == (3, 3, "danger")
+    expected = {i: STATE_COLOURS[s] for i, s in printed["failed"].items()}
+    assert bad["fills"] == expected and sorted(printed["failed"].values()) == [
+        "FAILURE", "NOT_RUN", "SUCCESS"]
+
+
+# -- real kernels driven with jupyter_client ----------------------------------------------------
+class Kernel:
+    """One ipykernel; every iopub message is read, widget state kept from comm messages."""
+
+    def __init__(self, address: str) -> None:
+        from jupyter_client.manager import start_new_kernel
+        env = {**os.environ, "DASK_SCHEDULER_ADDRESS": address}
+        self.km, self.kc = start_new_kernel(kernel_name="python3", cwd=str(ROOT), env=env)
+        self.models: dict[str, dict[str, Any]] = {}
+        self.stdout: dict[str, str] = {}
+        self.idle: set[str] = set()
+
+    def close(self) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=True)
+
+    def pump(self, until: Any, timeout: float) -> bool:
+        """Read iopub until ``until()`` holds (True) or ``timeout`` s passed (False)."""
+        deadline = time.monotonic() + timeout
+        while not until():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                self._take(self.kc.get_iopub_msg(timeout=min(left, 0.5)))
+            except Empty:
+                pass
+        return True
+
+    def _take(self, msg: dict[str, Any]) -> None:
+        kind, content = msg["msg_type"], msg["content"]
+        parent = msg["parent_header"].get("msg_id", "")
+        if kind == "comm_open" and content.get("target_name") == "jupyter.widget":
+            data = content["data"]
+            self.models[content["comm_id"]] = {"model_name": data["state"].get("_model_name"),
+                                               "state": dict(data["state"])}
+        elif kind == "comm_msg" and content["data"].get("method") == "update":
+            model = self.models.get(content["comm_id"])
+            if model is not None:
+                model["state"].update(content["data"]["state"])
+        elif kind == "stream" and content["name"] == "stdout":
+            self.stdout[parent] = self.stdout.get(parent, "") + content["text"]
+        elif kind == "status" and content["execution_state"] == "idle":
+            self.idle.add(parent)
+
+    def start(self, code: str) -> str:
+        return self.kc.execute(textwrap.dedent(code))
+
+    def reply(self, msg_id: str, timeout: float = 120) -> dict[str, Any]:
+        reply = self.kc.get_shell_msg(timeout=timeout)
+        assert reply["parent_header"]["msg_id"] == msg_id
+        assert self.pump(lambda: msg_id in self.idle, timeout)
+        return reply["content"]
+
+    def run(self, code: str, timeout: float = 120) -> str:
+        msg_id = self.start(code)
+        content = self.reply(msg_id, timeout)
+        assert content["status"] == "ok", content
+        return self.stdout.get(msg_id, "")
+
+
+@pytest.fixture
+def kernels(dask_client):
+    made: list[Kernel] = []
+
+    def make() -> Kernel:
+        made.append(Kernel(dask_client.scheduler.address))
+        return made[-1]
+    yield make
+    for k in made:
+        k.close()
+
+
+SETUP = """
+    import json
+    import nbcanvas as nc
+    from tests.integration import controltasks as t
+"""
+
+
+def test_interrupt_during_get_leaves_the_workflow_running_and_the_view_live(kernels, tmp_path):
+    gate = str(tmp_path / f"gate-{uuid.uuid4().hex[:8]}")
+    k = kernels()
+    k.run(SETUP)
+    out = k.run(f"""
+        r = nc.chain(t.slow.s(1), t.long_step.s(steps=2, gate={gate!r})).delay()
+        display(r)
+        v = [x for x in nc.widgets.live_views() if x.source.store is r.handle.store][0]
+        print(json.dumps({{"wf": r.handle.id}}))
+    """)
+    wf = json.loads(out)["wf"]
+    here = nc.AsyncResult(wf)  # the same workflow seen from the test process
+    assert here.handle.store.wait(lambda s: s.progress_state()[0] == "PROGRESS", 60)
+    msg_id = k.start('print("getting", flush=True); r.get(timeout=120)')
+    assert k.pump(lambda: "getting" in k.stdout.get(msg_id, ""), 60)
+    k.km.interrupt_kernel()
+    content = k.reply(msg_id)
+    assert content["status"] == "error" and content["ename"] == "KeyboardInterrupt"
+    assert k.run("print(r.state, r.ready(), v.live)").split() == ["PROGRESS", "False", "True"]
+    root, = Views(k.models).roots()
+    assert Views(k.models).summary(root)["style"] == "info"  # still running in the widget
+    for i in range(2):
+        Path(f"{gate}.{i}").touch()
+    out = k.run("print(json.dumps([v.wait(60), r.get(timeout=60), v.overall.value, "
+                "v.overall.max, v.overall.bar_style]))")
+    assert json.loads(out) == [True, 2, 2, 2, "success"]
+    assert k.pump(lambda: Views(k.models).summary(root)["value"] == 2, 30)
+    final = Views(k.models).summary(root)
+    assert (final["max"], final["style"]) == (2, "success")
+    assert set(final["fills"].values()) == {SUCCESS}
+    assert k.run("print(v._pacer._running is None, r.handle.store._observers == [])").split() \
+        == ["True", "True"]
+
+
+def test_a_fresh_kernel_reattaches_to_a_running_workflow_in_its_live_view(kernels, tmp_path):
+    gate = str(tmp_path / f"gate-{uuid.uuid4().hex[:8]}")
+    a, b = kernels(), kernels()
+    a.run(SETUP)
+    out = a.run(f"""
+        r = nc.chain(t.slow.s(1), nc.group(t.long_step.s(steps=2, gate={gate!r}), t.slow.s()),
+                     t.total.s()).delay()
+        print(json.dumps({{"wf": r.handle.id, "nodes": {{i: n.kind for i, n in
+                                                         r.handle.nodes.items()}}}}))
+    """)
+    started = json.loads(out)
+    wf, tasks = started["wf"], {i for i, kind in started["nodes"].items() if kind == "signature"}
+    b.run(SETUP)
+    b.run(f"r = nc.AsyncResult({wf!r}); display(r); display(nc.workflows())")
+    views = Views(b.models)
+    root, = views.roots()
+
+    def running() -> bool:
+        s = views.summary(root)
+        return "long_step[0]: step 0/2" in s["meta"] and s["style"] == "info" and \
+            STATE_COLOURS["STARTED"] in s["fills"].values()
+    assert b.pump(running, 60)
+    now = views.summary(root)
+    assert set(now["fills"]) == tasks and now["steps"] == 3
+    listing, = views.roots("nbcanvas-workflow-list")
+    table, = views.part(listing, "nbcanvas-workflows")
+    assert wf[:8] in table["value"] and "long_step" in table["value"]
+    for i in range(2):
+        Path(f"{gate}.{i}").touch()
+    assert b.pump(lambda: views.summary(root)["value"] == 4, 60)
+    done = views.summary(root)
+    assert (done["max"], done["style"]) == (4, "success")
+    assert b.pump(lambda: set(views.summary(root)["fills"].values()) == {SUCCESS}, 30)
+    assert b.run("print(r.get(timeout=60))").strip() == "5"
