@@ -102,10 +102,12 @@ class Spy:
         return "spy"
 
 
-def test_tokenizing_the_graph_never_hashes_the_programs():
+@pytest.mark.parametrize("n,batching", [(10_000, True), (1_000, False)])
+def test_tokenizing_the_graph_never_hashes_the_programs(n, batching):
     Spy.calls = 0
-    _, cg, graph = graph_of(nc.group(add.s(i, Spy()) for i in range(2_000)), batching=False)
-    assert len(graph) == 2_000
+    _, cg, graph = graph_of(nc.group(add.s(i, Spy()) for i in range(n)), batching=batching,
+                            parallelism=2)
+    assert len(graph) == (40 if batching else n)
     tokenize(graph)
     assert Spy.calls == 0
 
