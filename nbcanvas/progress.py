@@ -43,7 +43,7 @@ def progress(result: Any, *, file: IO[str] | None = None) -> None:
 
 def text_progress(result: Any, *, file: IO[str] | None = None, mininterval: float = 0.1) -> None:
     """A tqdm line (``tqdm.std``) fed by the state store: blocks until the workflow is
-    finished (or its results are in and no event came for a second)."""
+    finished and its results are in (or they are in and no event came for a second)."""
     from tqdm.std import tqdm
 
     from .widgets.model import source_of, view_model
@@ -68,6 +68,9 @@ def text_progress(result: Any, *, file: IO[str] | None = None, mininterval: floa
             seen = vm.version
             store.wait(lambda s: s.version != seen, timeout=1.0 if lost_since else None)
             vm = view_model(source)
+        done = source.results_done
+        while done is not None and not done():  # the events come just before the results
+            store.wait(lambda s: done(), timeout=0.25)  # woken by watch_done's poke
     finally:
         bar.refresh()
         bar.close()

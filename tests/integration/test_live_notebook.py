@@ -143,7 +143,8 @@ class Kernel:
 
     def reply(self, msg_id: str, timeout: float = 120) -> dict[str, Any]:
         reply = self.kc.get_shell_msg(timeout=timeout)
-        assert reply["parent_header"]["msg_id"] == msg_id
+        while reply["parent_header"].get("msg_id") != msg_id:  # e.g. a late kernel_info reply
+            reply = self.kc.get_shell_msg(timeout=timeout)
         assert self.pump(lambda: msg_id in self.idle, timeout)
         return reply["content"]
 
