@@ -95,12 +95,14 @@ class Bar:
 
     @property
     def style(self) -> str:
-        """ipywidgets ``bar_style``: danger on any failure, success when all done, else info
-        while running, warning when revoked, '' while waiting."""
+        """ipywidgets ``bar_style``: danger on any failure, success when all done, warning when
+        revoked, '' (grey) when nothing of it ran, info while running, '' while waiting."""
         if self.failed:
             return "danger"
         if self.done >= self.total and (self.total or self.elapsed is not None):
-            return "warning" if self.revoked else "success"
+            if self.revoked:
+                return "warning"
+            return "" if self.total and self.skipped == self.total else "success"
         return "info" if self.running or self.done else ""
 
     @property
