@@ -63,6 +63,9 @@ class Connection:
     @property
     def nthreads(self) -> int:
         """Total worker threads, from the client's cached scheduler identity (no round trip)."""
+        info = getattr(self.client, "_scheduler_identity", None) or {}
+        if info.get("total_threads"):
+            return int(info["total_threads"])
         info = self._identity()
         return sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()) or 1
 

@@ -203,7 +203,16 @@ class AsyncResult(_Result):
         return self.handle.backend.future(w.key) if hasattr(w, "key") else None
 
     def as_tuple(self) -> tuple:
-        return ((self.id, self.parent.as_tuple() if self.parent else None), None)
+        """Celery's nested ``((id, parent), None)`` form, built without recursion."""
+        ids = []
+        node: Any = self
+        while node is not None:
+            ids.append(node.id)
+            node = node.parent
+        out = None
+        for i in reversed(ids):
+            out = ((i, out), None)
+        return out  # type: ignore[return-value]
 
 
 class GroupResult(_Result):

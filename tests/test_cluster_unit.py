@@ -74,10 +74,6 @@ def asked_for_workers(client) -> int:
         lambda dask_scheduler: sum(n != 0 for n in dask_scheduler._nc_identity))
 
 
-@pytest.mark.xfail(strict=True, reason="cluster.py: Connection.nthreads calls "
-                   "client.scheduler_info() (a round trip) whenever the client's cached identity "
-                   "has no per-worker rows, which distributed's periodic refresh (n_workers=0, "
-                   "every ~2 s) always leaves; the cache's total_threads would do")
 def test_nthreads_needs_no_round_trip(dask_client):
     conn = conn_of(dask_client)
 

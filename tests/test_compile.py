@@ -181,17 +181,12 @@ def test_routing_options_split_a_chain():
     assert cg.units[key[plain.id]].routing == {} == cg.units[key[s.id]].routing
 
 
-@pytest.mark.xfail(strict=True, reason="compile/lower.py: Lowering.lower compiles a chain that "
-                   "is flat as a whole into one unit with routing {}: resources=/workers=/"
-                   "priority=/queue= on its steps (or on the chain) are silently dropped")
 def test_routing_options_inside_a_flat_chain_are_kept():
     sig, cg = compiled(nc.chain(add.s(1, 1), inc.s().set(resources={"GPU": 1})))
     routes = [u.routing for u in cg.units.values()]
     assert {"resources": {"GPU": 1}} in routes
 
 
-@pytest.mark.xfail(strict=True, reason="compile/lower.py: options given to a flat chain as a "
-                   "whole (chain(...).apply_async(priority=5)) are dropped when it is fused")
 def test_routing_options_of_a_flat_chain_reach_its_unit():
     _, cg = compiled(nc.chain(add.s(1, 1), inc.s()).set(priority=5))
     assert all(u.routing == {"priority": 5} for u in cg.units.values())
@@ -243,9 +238,6 @@ def test_node_table_of_a_chain_numbers_its_steps():
     assert cg.nodes[last.id].step == 4
 
 
-@pytest.mark.xfail(strict=True, reason="compile/lower.py: a chain that is flat as a whole gets "
-                   "step 0 for every step when fused (0, 1, 2 with fusion=False): fusion changes "
-                   "the node table, and per-step progress shows one bar")
 def test_node_table_steps_do_not_depend_on_fusion():
     sig = nc.chain(add.s(1, 1), inc.s(), inc.s()).freeze()
     fused = compile_canvas(sig, sig.id)

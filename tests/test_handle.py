@@ -66,10 +66,6 @@ def test_where_a_foreach_element_is():
     assert nc.AsyncResult(f"{fe.body.id}:2").get() == 3
 
 
-@pytest.mark.xfail(strict=True, reason="runtime/dynamic.py: _foreach announces (N) only the top "
-                   "node of each element; the steps inside a chain/group body are never "
-                   "announced, so they are not nodes of the workflow (where() raises "
-                   "ResultNotFound) and progress does not count them")
 def test_where_a_step_inside_a_foreach_chain_element_is():
     sig = nc.chain(seq.s(2), nc.foreach(nc.chain(inc.s(), inc.s()))).freeze()
     h = sig.apply().handle

@@ -217,10 +217,6 @@ def test_foreach_announces_its_elements_then_runs_them():
         assert order.index(("N", n[1])) < order.index(("S", n[1])) < order.index(("D", fe.id))
 
 
-@pytest.mark.xfail(strict=True, reason="runtime/dynamic.py: _foreach emits N only for the top "
-                   "node of each element (kind 'chain'/'group', not a task kind); the steps "
-                   "inside a chain or group body run and report S/D but are never announced, "
-                   "so stores don't count them and their ids can't be looked up")
 @pytest.mark.parametrize("body", ["chain", "group"])
 def test_foreach_announces_every_step_of_a_canvas_element(body):
     inner = nc.chain(inc.s(), inc.s()) if body == "chain" else nc.group(inc.s(), inc.s())

@@ -149,9 +149,6 @@ def test_a_resource_no_worker_has_is_refused(dask_client, option):
     assert lookup(sig.id) is None
 
 
-@pytest.mark.xfail(strict=True, reason="compile/lower.py: routing options inside a chain that is "
-                   "flat as a whole are dropped when it is fused, so _check_routing never sees "
-                   "queue=/resources= there and the workflow runs anywhere")
 def test_a_resource_no_worker_has_is_refused_inside_a_chain(dask_client):
     sig = nc.chain(inc.s(1), inc.s().set(queue="nowhere")).freeze()
     try:

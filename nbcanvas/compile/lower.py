@@ -96,6 +96,14 @@ def _route_key(route: dict[str, Any]) -> Any:
     return tuple(sorted((k, repr(v)) for k, v in route.items())) if route else ()
 
 
+def _route_of(sig: Signature, inherited: dict[str, Any]) -> dict[str, Any]:
+    """Routing options of a node run as one unit: its task's, its containers', its own."""
+    if sig._type is not None:
+        return split_options(sig, inherited)[1]
+    merged = {**inherited, **sig.options}
+    return {k: v for k, v in merged.items() if k in ("priority", "resources", "workers", "queue")}
+
+
 def _simple(sig: Signature) -> bool:
     """A plain task call with no callbacks and no options of its own: batched by column."""
     return type(sig) is Signature and not sig.links and not sig.errbacks and not sig.options
@@ -146,10 +154,10 @@ class Lowering:
     def lower(self, sig: Signature, inp: Ref | Lst | None, step: int, inherited: dict[str, Any],
               parent: str | None = None, numbered: bool = True) -> Ref | Lst:
         """Units for ``sig`` fed by ``inp``; returns where its result will be."""
-        if type(sig) is Signature or sig.kind == "xmap" or (self.fusion and is_flat(sig)):
+        if type(sig) is Signature or sig.kind == "xmap" or (
+                self.fusion and is_flat(sig) and not isinstance(sig, chain)):
             prog = to_prog(sig, inp is not None, inherited)
-            route = split_options(sig, inherited)[1] if sig._type is not None else {}
-            key = self._unit([(prog, inp)], route, sig.name)
+            key = self._unit([(prog, inp)], _route_of(sig, inherited), sig.name)
             self._table(sig, step, key, parent)
             return Ref(key, sig.id)  # type: ignore[arg-type]
         inner = _inherit(sig, inherited)

@@ -52,7 +52,7 @@ def _foreach(prog: Dyn, value: Any, ctx: Any) -> Any:
     for i, x in enumerate(items):
         m = rekey(body, str(i))
         members.append(m)
-        ctx.emit("N", m.id, prog.id, m.name, m.kind, i)
+        _announce(m, prog.id, i, ctx)
         if m.id in ctx.known and type(m) is Signature:  # succeeded in an earlier run
             outcomes[i] = ctx.record(m.id, ctx.known[m.id])
             ctx.emit("D", m.id, "SUCCESS", "reused")
@@ -65,6 +65,13 @@ def _foreach(prog: Dyn, value: Any, ctx: Any) -> Any:
         run = out.items if isinstance(out, GroupOutcome) else [out]
         outcomes.update(zip(todo, run))
     return GroupOutcome([outcomes[i] for i in range(len(items))])
+
+
+def _announce(element: Signature, parent: str, index: int, ctx: Any) -> None:
+    """``N`` events for every node of one foreach element (its steps, not only its top)."""
+    for node in iter_nodes(element):
+        if node.kind != "chain" and node.id is not None:
+            ctx.emit("N", node.id, parent, node.name, node.kind, index)
 
 
 def _with_items(grp: Any, items: list[Any]) -> Any:

@@ -133,9 +133,6 @@ def test_10k_chain_result_walks_parents(deep_chain):
     assert all(v.state == "SUCCESS" for v in values[::500])
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError,
-                   reason="result.py: AsyncResult.as_tuple() recurses once per parent "
-                          "(RecursionError on a 10k-deep chain, as in Celery)")
 def test_10k_chain_result_as_tuple(deep_chain):
     t = deep_chain.as_tuple()
     assert t[0][0] == deep_chain.id
