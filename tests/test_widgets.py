@@ -223,6 +223,29 @@ def test_redraws_are_paced_and_the_last_state_is_always_drawn():
                    for t in threading.enumerate())
 
 
+def test_diagram_lights_the_taken_branch_and_counts_foreach_elements():
+    @app.task(name="tasks.is_big")
+    def is_big(x):
+        return x > 1
+    f = Fed(chain(fetch.s(3), foreach(long_step.s()),
+                  nc.branch(is_big.s(), aggregate.s(), fetch.s())))
+    fe = next(i for i, r in f.nodes.items() if r[0] == "foreach")
+    br = next(i for i, r in f.nodes.items() if r[0] == "branch")
+    kids = [f"{fe}-{k}" for k in range(3)]
+    f.send(["S", fe, 1.0, 0, "w"], *[["N", k, 1.0, fe, "long_step", "signature"] for k in kids])
+    f.run(kids[0])
+    f.send(["B", br, 2.0, "then"])
+    view = LiveView(f.source)
+    assert view._pacer.wait_idle(30)
+    dot = view._dot or ""
+    assert "1/3 done" in dot  # the foreach node counts its elements
+    then, = f.ids("aggregate")
+    otherwise = [i for i in f.ids("fetch") if f.nodes[i][3] == br]
+    assert re.search(rf'"?{br}"? -> "?{then}"? \[[^]]*penwidth=2.5', dot)
+    assert re.search(rf'"?{otherwise[0]}"? \[[^]]*color=gray55', dot)  # greyed: not taken
+    view.close()
+
+
 def test_eager_result_shows_its_final_state():
     r = (fetch.s(1) | long_step.s()).apply()
     view = live_view(r)

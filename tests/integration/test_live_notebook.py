@@ -191,11 +191,13 @@ def test_interrupt_during_get_leaves_the_workflow_running_and_the_view_live(kern
     assert here.handle.store.wait(lambda s: s.progress_state()[0] == "PROGRESS", 60)
     msg_id = k.start('print("getting", flush=True); r.get(timeout=120)')
     assert k.pump(lambda: "getting" in k.stdout.get(msg_id, ""), 60)
+    Path(f"{gate}.0").touch()  # the view updates while .get() blocks the kernel
+    root, = Views(k.models).roots()
+    assert k.pump(lambda: "step 1/2" in Views(k.models).summary(root)["meta"], 60)
     k.km.interrupt_kernel()
     content = k.reply(msg_id)
     assert content["status"] == "error" and content["ename"] == "KeyboardInterrupt"
     assert k.run("print(r.state, r.ready(), v.live)").split() == ["PROGRESS", "False", "True"]
-    root, = Views(k.models).roots()
     assert Views(k.models).summary(root)["style"] == "info"  # still running in the widget
     for i in range(2):
         Path(f"{gate}.{i}").touch()
