@@ -9,8 +9,8 @@ with fixed columns -- ``print(nc.workflows())`` in a script.
 >>> rows = [{"id": "3f0c9a1e-77", "name": "chord: fetch → aggregate", "state": "SUCCESS",
 ...          "done": 6, "total": 6, "created": 1e9, "started": 1e9, "finished": 1e9 + 2.5}]
 >>> print(format_table(rows, local=False))
-ID        NAME                              STATE      DONE/TOTAL       STARTED              DURATION
-3f0c9a1e  chord: fetch → aggregate          SUCCESS                6/6  2001-09-09 01:46:40  2.5 s
+ID        NAME                              STATE      DONE/TOTAL     STARTED              DURATION
+3f0c9a1e  chord: fetch → aggregate          SUCCESS              6/6  2001-09-09 01:46:40  2.5 s
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from typing import Any, Final
 __all__ = ["WorkflowList", "workflows", "workflow_rows", "format_table", "COLUMNS"]
 
 #: Column titles and widths of the text table (the last column is not padded).
-COLUMNS: Final = (("ID", 8), ("NAME", 32), ("STATE", 9), ("DONE/TOTAL", 15), ("STARTED", 19),
+COLUMNS: Final = (("ID", 8), ("NAME", 32), ("STATE", 9), ("DONE/TOTAL", 13), ("STARTED", 19),
                   ("DURATION", 0))
 
 
