@@ -80,9 +80,11 @@ class CliCluster:
 
     def stop(self) -> None:
         procs = [*self.workers, self.scheduler]
+        # Workers of a dead scheduler have nothing to hand over: no graceful shutdown.
+        sig = signal.SIGKILL if self.scheduler.poll() is not None else signal.SIGTERM
         for p in procs:
             if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
+                p.send_signal(sig)
         for p in procs:
             try:
                 p.wait(timeout=20)
