@@ -17,6 +17,7 @@ __all__ = ["AsyncResult", "GroupResult", "result_for"]
 
 
 def _raise(cause: Any) -> None:
+    __tracebackhide__ = True  # IPython and pytest start the error at the caller's code
     exc = cause.exc
     if isinstance(cause, Failed) and cause.traceback:
         from .tracebacks import with_source
@@ -183,6 +184,7 @@ class AsyncResult(_Result):
             **_: Any) -> Any:
         """Wait for the result. Raises the task's own exception (with the remote traceback),
         ``nc.TimeoutError`` after ``timeout`` s (cancelling nothing), or ``TaskRevokedError``."""
+        __tracebackhide__ = True
         if progress:
             from .progress import progress as show
             show(self)
