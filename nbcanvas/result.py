@@ -260,6 +260,7 @@ class GroupResult(_Result):
     def get(self, timeout: float | None = None, propagate: bool = True, progress: bool = False,
             **_: Any) -> list[Any]:
         """The list of member results, in order; raises the first failure if ``propagate``."""
+        __tracebackhide__ = True
         if progress:
             from .progress import progress as show
             show(self)
