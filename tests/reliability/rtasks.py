@@ -89,6 +89,17 @@ def echo_html(self, payload):
     return payload
 
 
+def echo_and_wait(self, payload, gate, timeout=60.0):
+    """Report ``payload`` as update_state meta, wait for the gate file, return ``payload``."""
+    self.update_state(state="PROGRESS", meta={"note": payload})
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(gate):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gate {gate} was never opened")
+        time.sleep(0.01)
+    return payload
+
+
 def gate(path, timeout=60.0):
     """Block until the file ``path`` exists (the test opens the gate); return its name."""
     deadline = time.monotonic() + timeout
@@ -108,7 +119,7 @@ def hog(mib, path=None):
 
 
 _PLAIN = [add, tsum, collect, identity, nap, fail, record, errback, make_lock, gate, hog]
-_BOUND = [echo_html]
+_BOUND = [echo_html, echo_and_wait]
 
 
 def tasks_for(app: nc.App, prefix: str) -> SimpleNamespace:

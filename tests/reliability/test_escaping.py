@@ -1,13 +1,15 @@
-"""User data never becomes markup (issue 12: 7).
+"""User data never becomes markup (issue 12: 7): in the SVG and in every widget.
 
 Arguments, keyword arguments, task names, results, exception messages and ``update_state``
 meta that hold ``<script>`` or ``<img onerror=...>`` are drawn as text in the SVG a canvas or a
-live result shows: the SVG, parsed as XML, has no element and no attribute that came from user
+live result shows, and in the live view's widgets: the SVG, parsed as XML, has no element and no attribute that came from user
 data (no ``script``, ``img``, ``foreignObject``, no ``on*`` attribute, no ``javascript:``).
 """
 from __future__ import annotations
 
+import time
 import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
 
 import pytest
 
@@ -15,10 +17,11 @@ import nbcanvas as nc
 from nbcanvas.display import SVG, canvas_mimebundle
 
 from . import rtasks
-from .rtasks import rel
+from .rtasks import Boom, rel
 
 PAYLOADS = ['<script>alert("x")</script>', '<img src=x onerror=alert(1)>',
             '"><svg onload=alert(2)>', "javascript:alert(3)", "]]><!-- &amp; &lt;"]
+URL_ATTRIBUTES = {"href", "xlink:href", "src", "action", "formaction"}
 EVIL_TAGS = {"script", "img", "iframe", "foreignObject", "object", "embed", "use", "a"}
 
 needs_dot = pytest.mark.needs_dot
@@ -44,7 +47,8 @@ def _assert_inert(svg: str) -> str:
         for name, value in el.attrib.items():
             local = name.rsplit("}", 1)[-1].lower()
             assert not local.startswith("on"), f"attribute {name}={value!r} in the SVG"
-            assert "javascript:" not in value.lower() or local not in ("href",), value
+            if local in URL_ATTRIBUTES or name.endswith("}href"):
+                assert not value.strip().lower().startswith("javascript:"), value
         texts.append(el.text or "")
         texts.append(el.tail or "")
     return "".join(texts)
@@ -99,8 +103,81 @@ def test_results_errors_and_meta_are_text_in_the_live_svg(evil_task, dask_client
         assert 'onmouseover="meta()"' in drawn, "the meta was not drawn (as text)"
 
 
-@pytest.mark.skip(reason="live view not built yet")
-def test_live_view_widgets_escape_user_data():
-    """Placeholder: the live widget (diagram pane, progress bars, text line) must show the
-    payloads above as text: in every ipywidgets value (HTML widgets escaped), in the tooltip
-    and step labels, and in the text progress line."""
+class _Tags(HTMLParser):
+    """Every (tag, attributes) of an HTML fragment (an SVG inside it included)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_startendtag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def _assert_inert_html(value: str) -> str:
+    """No element or attribute in a widget's HTML came from user data; returns its text."""
+    parser = _Tags()
+    parser.feed(value)
+    parser.close()
+    for tag, attrs in parser.tags:
+        assert tag.lower() not in {t.lower() for t in EVIL_TAGS} or (
+            tag == "a" and attrs.get("class") == "nbcanvas-dashboard"), f"<{tag} {attrs}>"
+        for name, v in attrs.items():
+            assert not name.lower().startswith("on"), f"<{tag} {name}={v!r}>"
+            if name.lower() in URL_ATTRIBUTES:
+                assert not (v or "").strip().lower().startswith("javascript:"), f"<{tag} {v!r}>"
+    return "".join(parser.text)
+
+
+@needs_dot
+@pytest.mark.timeout(120)
+def test_live_view_widgets_show_user_data_as_text(evil_task, dask_client, tmp_path):
+    """The live view of a real workflow on the cluster: header, diagram, bars' texts, step rows
+    and the update_state notes, while a step runs with hostile meta and after a failure."""
+    import ipywidgets as w
+
+    from nbcanvas.widgets.live import live_view
+    gate = tmp_path / "open"
+    marker = '<img src=x onerror="meta()">'
+    wf = nc.chain(_hostile_canvas(evil_task),
+                  nc.group(rel.echo_and_wait.si(PAYLOADS[0] + marker, str(gate)),
+                           rel.fail.si(message=PAYLOADS[1])))
+    r = wf.delay()
+    view = live_view(r, interval=0.05)
+    try:
+        deadline = time.monotonic() + 60
+        while "meta()" not in view.notes.value:  # the running step's meta is shown
+            assert time.monotonic() < deadline, f"no meta shown: {view.notes.value!r}"
+            time.sleep(0.05)
+        htmls = [x for x in view.widgets() if isinstance(x, w.HTML)]
+        shown = "".join(_assert_inert_html(x.value) for x in htmls)
+        assert '<img src=x onerror="meta()' in shown, view.notes.value  # text (cut short)
+        gate.touch()
+        with pytest.raises(Boom):
+            r.get(timeout=60)
+        assert view.wait(60)
+        shown = "".join(_assert_inert_html(x.value) for x in view.widgets()
+                        if isinstance(x, w.HTML))
+        assert "<script" in shown  # the arguments in the diagram, as text
+    finally:
+        gate.touch()
+        view.close()
+
+
+def test_workflow_list_shows_hostile_names_as_text():
+    from nbcanvas.widgets.listing import WorkflowListView
+    rows = [{"id": p, "name": p, "state": p, "done": 1, "total": 2, "counts": {},
+             "created": 0.0, "started": None, "finished": None} for p in PAYLOADS]
+    view = WorkflowListView(rows=rows)
+    try:
+        text = _assert_inert_html(view.table.value)
+        assert PAYLOADS[1] in text
+    finally:
+        view.close()
