@@ -88,13 +88,14 @@ def _wait_for(predicate, timeout: float) -> bool:
 def test_workflows_lists_what_the_scheduler_knows(dask_client):
     r = nc.chord([t.slow.s(i) for i in range(3)])(t.total.s()).delay()
     assert r.get(timeout=60) == 6
+    wf = r.handle.id
     listing = workflows()
-    row = next(x for x in listing.rows if x["id"] == r.handle.id)
+    row = next(x for x in listing.rows if x["id"] == wf)
     assert (row["name"], row["state"], row["done"], row["total"]) == (
         "chord: slow → total", "SUCCESS", 4, 4)
-    assert r.handle.id[:8] in repr(listing) and "chord: slow → total" in repr(listing)
+    assert wf[:8] in repr(listing) and "chord: slow → total" in repr(listing)
     r.forget()
-    assert all(x["id"] != r.handle.id for x in workflows().rows)
+    assert all(x["id"] != wf for x in workflows().rows)
 
 
 @pytest.mark.cluster
