@@ -88,6 +88,7 @@ def test_line_is_driven_by_events_and_blocks_until_finished(dask_client, tmp_pat
     runner.join(60)
     assert not runner.is_alive() and "3/3" in out.getvalue() and "100%" in out.getvalue()
     assert r.get(timeout=30) == [0, 1, 2]
+    r.forget()
 
 
 @pytest.mark.cluster
@@ -100,6 +101,7 @@ def test_plain_python_script_prints_a_progress_line(dask_client):
         r = nc.group(t.slow.s(i, 0.01) for i in range(20)).delay()
         nc.progress(r)
         print("after progress:", r.ready())
+        r.forget()
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -125,6 +125,7 @@ def test_widget_refreshes_on_events_and_shows_the_chosen_live_view(dask_client, 
         assert view.refreshes - refreshes <= 1 + (time.monotonic() - t0) / view._pacer.interval
         view.choose.value = ""
         assert view.detail.children == () and view.view is None
+        r.forget()
     finally:
         Path(f"{gate}.0").touch()
         view.close()

@@ -210,6 +210,7 @@ def test_interrupt_during_get_leaves_the_workflow_running_and_the_view_live(kern
     assert set(final["fills"].values()) == {SUCCESS}
     assert k.run("print(v._pacer._running is None, r.handle.store._observers == [])").split() \
         == ["True", "True"]
+    k.run("r.forget()")
 
 
 def test_a_fresh_kernel_reattaches_to_a_running_workflow_in_its_live_view(kernels, tmp_path):
@@ -246,3 +247,4 @@ def test_a_fresh_kernel_reattaches_to_a_running_workflow_in_its_live_view(kernel
     assert (done["max"], done["style"]) == (4, "success")
     assert b.pump(lambda: set(views.summary(root)["fills"].values()) == {SUCCESS}, 30)
     assert b.run("print(r.get(timeout=60))").strip() == "5"
+    a.run("r.forget()")
