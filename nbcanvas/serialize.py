@@ -16,7 +16,7 @@ module or evaluates a string.
 >>> Signature.from_dict({"nbcanvas": 1, "type": "signature", "task": "os.system", "args": ["ls"]})
 Traceback (most recent call last):
 ...
-nbcanvas.errors.NotRegistered: no task named 'os.system' (registered: ...)
+nbcanvas.errors.NotRegistered: no task named 'os.system'...
 """
 from __future__ import annotations
 

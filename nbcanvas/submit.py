@@ -200,7 +200,7 @@ def submit(sig: Signature) -> Any:
         raise _name_unpicklable(cg, e) from e
     handle = WorkflowHandle(wf, rows, cg.result, store,
                             ClusterBackend(conn, futures, wf, rows, store), canvas=sig, app=app,
-                            name=record["name"])
+                            structure=record["structure"], name=record["name"])
     handle.compile_args = compile_args
     return result_for(wf, register_handle(handle))
 
@@ -238,7 +238,10 @@ def reattach(id: str, app: Any = None) -> WorkflowHandle:
     h = find_handle(id)
     if h is not None:
         return h
-    conn = connection(app)
+    conn = connection(app, start=False)  # nothing runs anywhere yet: nothing to find
+    if conn is None:
+        raise ResultNotFound(f"no workflow with a task or result id {id!r} is known: nothing "
+                             f"was sent from this process and no cluster is connected")
     rec = conn.rpc("nbcanvas_lookup", id=id)
     if rec is None:
         raise ResultNotFound(f"no workflow with a task or result id {id!r} is known to the "

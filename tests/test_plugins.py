@@ -7,6 +7,7 @@ LocalClusters.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
 import pytest
@@ -157,9 +158,12 @@ def test_results_are_held_by_the_records_until_forget(dask_client):
     assert all(HOLDER in h for h in before.values())
     for f in r.handle.backend.futures.values():  # this client lets go: the records keep them
         f.release()
+    deadline = time.monotonic() + 30  # the release travels on the client's stream
+    while not all(h == [HOLDER] for h in holders(dask_client, keys).values()):
+        assert time.monotonic() < deadline, holders(dask_client, keys)
+        time.sleep(0.05)
     states = on_scheduler(dask_client, lambda s: [s.tasks[k].state for k in keys])
     assert states == ["memory"] * len(keys)
-    assert all(h == [HOLDER] for h in holders(dask_client, keys).values())
     r.forget()
     assert connection(app).rpc("nbcanvas_lookup", id=r.id) is None
     assert all(h is None or HOLDER not in h for h in holders(dask_client, keys).values())
