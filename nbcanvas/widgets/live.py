@@ -234,11 +234,16 @@ class LiveView:
         self.svg_seconds += time.monotonic() - t0
 
 
+NOT_RUN_GREY = "#bdbdbd"
+
+
 def _set_bar(bar: Any, b: Bar, finished: bool) -> None:
     with bar.hold_sync():
         bar.max = max(1, b.total)
         bar.value = bar.max if finished and b.total == 0 else b.done
         bar.bar_style = b.style or ("success" if finished and b.total == 0 else "")
+        # nothing of this step ran: grey (bar_style '' would be the theme's blue)
+        bar.style.bar_color = NOT_RUN_GREY if b.total and b.skipped == b.total else None
 
 
 def live_view(result: Any, interval: float = 0.1) -> LiveView:

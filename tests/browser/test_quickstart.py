@@ -224,9 +224,8 @@ def test_quickstart_runs_in_jupyterlab(budget: Budget, page: Any, lab: Lab) -> N
     step("failure shown")
 
     if README_SHOTS:
-        # the failing workflow's live view, then the cell `bad.get()` with its error
-        _crop(page, "quickstart-failure.png",
-              [bad_cell.locator(".jp-OutputArea-child"), err_cell], pad=10)
+        # the failing workflow's live view (the error cell's traceback shows install paths)
+        _crop(page, "quickstart-failure.png", [bad_cell.locator(".jp-OutputArea-child")], pad=10)
     bad_live.scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "quickstart-failure.png"))
 
