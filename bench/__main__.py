@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import platform
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -92,33 +93,49 @@ def run_all(only: tuple[str, ...], s: Sizes, repeat: int) -> tuple[dict[str, dic
     return results, extra
 
 
+_INTRO = (
+    "`make bench` (or `python -m bench [--quick] [--only nbcanvas,dask,celery,kill] "
+    "[--repeat N]`) runs the same workloads, trivial tasks unless said, on nbcanvas, raw dask "
+    "and Celery, one system after the other on the same machine, and prints this table. "
+    "Columns: **nbcanvas embedded** is nbcanvas's own cluster (2 worker processes × 1 thread, "
+    "`worker-saturation: inf`, no batching delay on its streams); **nbcanvas LocalCluster** is "
+    "the same cluster made by the user and passed with `App(client=...)`; **dask** is "
+    "`client.map`/`client.get` on a dict of `dask.task_spec.Task` on the same cluster, with "
+    "dask's defaults (`worker-saturation: 1.1`) and tuned (`inf`); **Celery+Redis** is a "
+    "prefork worker, concurrency 2, Redis as broker and result backend; **Celery eager** is "
+    "`task_always_eager=True`. Throughput rows are build + `delay()` + `.get()`, median of "
+    "{repeat} runs; latencies are p50/p90 of at least 200 samples after a warm-up; *target* is "
+    "nbcanvas's target from issue 11, *pass* is for nbcanvas embedded / LocalCluster. `n/a`: "
+    "no equivalent; `—`: not run; `err`: failed (the reason is listed under the table). Full "
+    "numbers, runs and notes: `bench/results/latest.json`.")
+_ROWS = (
+    "Rows: *build+compile* is building the group, `freeze()` and "
+    "`nbcanvas.compile.compile_canvas(..., parallelism=2)` (the JSON note splits the three; for "
+    "dask it is building the `Task` dict, for Celery build + `freeze()`); *nested chords* is a "
+    "chord whose header holds 3 chords, 6 levels deep (364 chords, 729 tasks); *parallel "
+    "efficiency* is ideal time (tasks × 10 ms / 2 workers) over actual; *client RSS growth* is "
+    "the peak RSS growth of a fresh client process for build + `delay()` + `.get()`; *live-view "
+    "overhead* is how much longer a group takes with `nbcanvas.widgets.live_view(result)` "
+    "attached (best of 7 alternating runs each). Celery gets lists, not generators, as group "
+    "and chord headers (its chord is about twice as slow with a generator here).")
+
+
 def readme_section(report: dict[str, Any]) -> str:
     """The README text between the bench markers."""
     m = report["meta"]
     v = m["versions"]
-    load = f"load average {m['loadavg_start']:.1f} at the start, {m['loadavg_end']:.1f} at the end"
-    note = f" {m['note']}" if m.get("note") else ""
-    return f"""## Benchmarks
-
-`make bench` (or `python -m bench [--quick] [--only nbcanvas,dask,celery,kill] [--repeat N]`)
-runs the same workloads, trivial tasks unless said, on nbcanvas, raw dask and Celery, one system
-after the other on the same machine, and prints this table. Columns: **nbcanvas embedded** is
-nbcanvas's own cluster (2 worker processes × 1 thread, `worker-saturation: inf`, no batching
-delay on its streams); **nbcanvas LocalCluster** is the same cluster made by the user and passed
-with `App(client=...)`; **dask** is `client.map`/`client.get` on a dict of `dask.task_spec.Task`
-on the same cluster, with dask's defaults (`worker-saturation: 1.1`) and tuned (`inf`);
-**Celery+Redis** is a prefork worker, concurrency 2, Redis as broker and result backend;
-**Celery eager** is `task_always_eager=True`. Throughput rows are build + `delay()` + `.get()`,
-median of {m['repeat']} runs; latencies are p50/p90 of at least 200 samples after a warm-up;
-*target* is nbcanvas's target from issue 11, *pass* is for nbcanvas embedded / LocalCluster.
-`n/a`: no equivalent; `—`: not run; `err`: failed (the reason is listed under the table).
-Full numbers, runs and notes: `bench/results/latest.json`.
-
-Last run: {m['started'][:10]}, {m['cpu_count']} cores, Python {v['python']}, dask {v['dask']},
-Celery {m.get('celery', '?')}; {load}; the whole run took {m['duration_s'] / 60:.1f} min.{note}
-
-{markdown_table(report)}
-"""
+    run = (f"Last run: {m['started'][:10]}, {m['cpu_count']} cores, Python {v['python']}, "
+           f"dask {v['dask']}, Celery {m.get('celery', '?')}; load average "
+           f"{m['loadavg_start']:.1f} at the start, {m['loadavg_end']:.1f} at the end; the whole "
+           f"run took {m['duration_s'] / 60:.1f} min.")
+    if m.get("note"):
+        run += f" {m['note']}"
+    if max(m["loadavg_start"], m["loadavg_end"]) > 0.75 * (m["cpu_count"] or 1):
+        run += (" The machine was busy with other work during the run (see the load average): "
+                "absolute numbers are noisy; compare columns within this run.")
+    paras = [textwrap.fill(_INTRO.format(repeat=m["repeat"]), 96), textwrap.fill(run, 96),
+             markdown_table(report), textwrap.fill(_ROWS, 96)]
+    return "\n\n".join(paras) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="runs per throughput workload")
     ap.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--no-readme", action="store_true", help="leave README.md alone")
-    ap.add_argument("--note", default="", help="a sentence for the README (e.g. a busy machine)")
+    ap.add_argument("--note", default=os.environ.get("BENCH_NOTE", ""),
+                    help="a sentence for the README (default: $BENCH_NOTE)")
     a = ap.parse_args(argv)
     only = tuple(x.strip() for x in a.only.split(",") if x.strip())
     unknown = [x for x in only if x not in GROUPS]
