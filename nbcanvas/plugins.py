@@ -73,6 +73,7 @@ class NbcanvasScheduler(SchedulerPlugin):
         self.revoked: set[str] = set()
         self.groups: set[str] = set()            # saved GroupResult ids
         self._pending_keys: dict[str, str] = {}  # key -> workflow id, until the graph arrives
+        self.unit_wf: dict[str, str] = {}        # every unit key -> its workflow id
 
     async def start(self, scheduler: Any) -> None:
         self.scheduler = scheduler
@@ -100,6 +101,7 @@ class NbcanvasScheduler(SchedulerPlugin):
             self.index[node_id] = wf
         for key in record["keys"]:
             self._pending_keys[key] = wf
+            self.unit_wf[key] = wf
 
     def retry(self, client: str | None = None, wf: str | None = None, token: str | None = None,
               keys: dict[str, str] | None = None, reset: list[str] | None = None,
@@ -125,6 +127,7 @@ class NbcanvasScheduler(SchedulerPlugin):
             rec["result"] = result
         for new in keys.values():
             self._pending_keys[new] = wf  # type: ignore[assignment]
+            self.unit_wf[new] = wf  # type: ignore[assignment]
         if old:
             self.scheduler.client_releases_keys(old, HOLDER, stimulus_id=f"nbcanvas-retry-{token}")
 
@@ -135,6 +138,32 @@ class NbcanvasScheduler(SchedulerPlugin):
             for k in mine:
                 del self._pending_keys[k]
             scheduler.client_desires_keys(mine, HOLDER)
+
+    def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
+        """A unit the cluster could not finish (e.g. ``KilledWorker``): its steps that had not
+        ended are reported -- FAILURE where the unit was running, NOT_RUN where it never started
+        -- so no state store (and no live view) shows them running for ever."""
+        if finish != "erred":
+            return
+        wf = self.unit_wf.get(key)
+        rec = self.records.get(wf) if wf is not None else None
+        if rec is None:
+            return
+        ran = start == "processing"
+        text = str(kwargs.get("exception_text") or "the cluster could not finish it")[:200]
+        now, evs = time.time(), []
+        for node_id, row in rec["nodes"].items():
+            if row[4] == key and row[0] in _TASK_KINDS:
+                st = rec["states"].get(node_id)
+                if st is not None and st[0] in _READY:
+                    continue
+                if ran and st is not None and st[0] != "PENDING":  # it was running
+                    evs.append(["D", node_id, now, "FAILURE", f"lost by the cluster: {text}"])
+                else:
+                    evs.append(["D", node_id, now, "NOT_RUN",
+                                "an earlier step was lost by the cluster"])
+        if evs:
+            self.scheduler.log_event(TOPIC, {"wf": wf, "ev": evs})
 
     def log_event(self, topic: str, msg: Any) -> None:
         if topic != TOPIC or not isinstance(msg, dict):
@@ -204,6 +233,8 @@ class NbcanvasScheduler(SchedulerPlugin):
             return False
         for node_id in list(rec["nodes"]) + list(rec["dyn"]):
             self.index.pop(node_id, None)
+        for key in rec["keys"]:
+            self.unit_wf.pop(key, None)
         keys = [k for k in rec["keys"] if k in self.scheduler.tasks]
         if keys:
             self.scheduler.client_releases_keys(keys, HOLDER, stimulus_id=f"nbcanvas-forget-{wf}")

@@ -77,8 +77,8 @@ class ClusterBackend:
         key = bad[0] if bad else "?"
         ids = [i for i, r in self.rows.items() if r[4] == key and r[0] in TASK_KINDS]
         steps = list(dict.fromkeys(self.rows[i][1] for i in ids))
-        running = [self.rows[i][1] for i in ids if self.store is not None and
-                   self.store.state(i) not in READY_STATES and self.store.state(i) != "PENDING"]
+        running = [self.rows[i][1] for i in ids if self.store is not None and _was_running(
+            self.store, i)]
         named = f" (step {', '.join(steps[:3])}{', …' if len(steps) > 3 else ''}" \
             f"{'; running when it was lost: ' + ', '.join(running[:3]) if running else ''})" \
             if steps else ""
@@ -100,6 +100,16 @@ class ClusterBackend:
 
     def future(self, key: str) -> Any:
         return self.futures.get(key)
+
+
+def _was_running(store: StateStore, id: str) -> bool:
+    """Running when its unit was lost: still running here, or reported lost by the plugin."""
+    st = store.get(id)
+    if st is None:
+        return False
+    if st.state == "FAILURE":
+        return str(st.info or "").startswith("lost by the cluster")
+    return st.state not in READY_STATES and st.state != "PENDING"
 
 
 def encode_where(w: Ref | Lst) -> Any:

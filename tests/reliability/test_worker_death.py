@@ -93,9 +93,13 @@ def test_worker_out_of_memory_ends_with_clear_error_naming_the_step(tmp_path, qu
         message = str(info.value)
         assert r.handle.id in message and "KilledWorker" in message
         assert "running when it was lost: hog" in message
-        # What the live view reads: the step before finished, the hungry one was running.
-        hog_id = r.parent.id
+        # What the live view reads: the step before finished, the hungry one failed as lost
+        # (reported by the scheduler plugin: it must not show "running" for ever), the last
+        # one never ran.
+        hog_id, last_id = r.parent.id, r.id
         assert r.parent.parent.state == "SUCCESS"
-        assert r.handle.store.state(hog_id) == "STARTED"
+        store = r.handle.store
+        assert store.wait(lambda s: s.state(hog_id) == "FAILURE" and s.state(last_id) == "NOT_RUN", 30)
+        assert store.get(hog_id).info.startswith("lost by the cluster")
         # The cluster is still usable afterwards.
         assert (t.add.s(1, 2) | t.add.s(3)).delay().get(timeout=60) == 6
