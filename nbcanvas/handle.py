@@ -15,7 +15,7 @@ from .errors import ResultNotFound
 from .events import drop_store
 from .runtime import outcome_at
 from .states import READY_STATES as READY
-from .store import StateStore
+from .store import TASK_KINDS, StateStore
 
 __all__ = ["WorkflowHandle", "Backend", "EagerBackend", "find_handle", "register_handle",
            "drop_handle", "handles", "supersede"]
@@ -125,7 +125,7 @@ class WorkflowHandle:
 
     # -- results -----------------------------------------------------------------------------
     def outcome(self, where: Ref | Lst, timeout: float | None = None) -> Any:
-        if isinstance(where, Ref):
+        if isinstance(where, Ref) and self.kind(where.id) in TASK_KINDS:  # steps send events
             fast = self._inline(where, timeout)
             if fast is not None:
                 return fast[0]

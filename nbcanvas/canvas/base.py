@@ -15,6 +15,8 @@ Builders return copies; nothing runs until ``delay`` / ``apply_async`` / ``apply
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -25,7 +27,23 @@ from ..options import check_call_options
 if TYPE_CHECKING:
     from ..task import Task
 
-__all__ = ["Signature", "signature", "new_id", "new_ids", "maybe_signature"]
+__all__ = ["Signature", "signature", "new_id", "new_ids", "maybe_signature", "no_gc"]
+
+
+@contextlib.contextmanager
+def no_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building many small objects.
+
+    Building a 10k canvas allocates ~100k objects and nothing cyclic; a full collection in a
+    process holding a scheduler's state costs 60 ms or more each time it triggers.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def new_ids(n: int) -> list[str]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from .base import Signature, maybe_signature, _suffix
+from .base import Signature, _suffix, maybe_signature, no_gc
 from ..options import check_call_options
 
 if TYPE_CHECKING:
@@ -178,7 +178,8 @@ class group(Signature):
 
     def __init__(self, *tasks: Any, **options: Any) -> None:
         opts = _opts(options, "group")
-        members = _members(tasks, "group")
+        with no_gc():  # a large group allocates many small, acyclic objects
+            members = _members(tasks, "group")
         obj = group._new(task="nbcanvas.group", tasks=tuple(members), **{**_BASE, "options": opts})
         for f in ("task", *Signature.__slots__[1:], "tasks"):
             object.__setattr__(self, f, getattr(obj, f))

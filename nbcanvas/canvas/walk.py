@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from .base import Signature, new_ids
+from .base import Signature, new_ids, no_gc
 from .primitives import branch, chain, chord, chunks, foreach, group
 
-__all__ = ["freeze", "iter_nodes", "count_nodes", "rekey"]
+__all__ = ["freeze", "iter_nodes", "count_nodes", "rekey", "no_gc"]
 
 
 class _Ids:
@@ -36,7 +36,8 @@ class _Ids:
 
 def freeze(sig: Signature, _id: str | None = None) -> Any:
     """A copy of ``sig`` in which every node has an id; ``_id`` names the result of the whole."""
-    return _freeze(sig, _id, _Ids())
+    with no_gc():
+        return _freeze(sig, _id, _Ids())
 
 
 def _cbs(sig: Signature, ids: _Ids) -> dict[str, Any]:

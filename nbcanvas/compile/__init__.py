@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..canvas import Signature
+from ..canvas.base import no_gc
 from .lower import Lowering, Lst, NodeInfo, Ref, Unit
 
 __all__ = ["CompiledGraph", "compile_canvas", "Ref", "Lst", "Unit", "NodeInfo"]
@@ -55,5 +56,6 @@ def compile_canvas(sig: Signature, workflow_id: str, *, parallelism: int = 2, fu
     ``salt`` is appended to every dask key (a canvas sent again with the same ids).
     """
     low = Lowering(parallelism=parallelism, fusion=fusion, batching=batching, salt=salt)
-    out = low.lower(sig, None, 0, {})
+    with no_gc():
+        out = low.lower(sig, None, 0, {})
     return CompiledGraph(workflow_id, sig, low.units, low.nodes, out)
