@@ -26,6 +26,32 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 
 
+def _places() -> list[tuple[str, str]]:
+    """Paths of this machine that tracebacks mention, and what to show instead."""
+    import site
+    out = [(str(ROOT) + "/", "")]
+    for p in {*site.getsitepackages(), site.getusersitepackages()}:
+        out.append((p.rstrip("/") + "/", "site-packages/"))
+    out.append((sys.base_prefix.rstrip("/") + "/", "python/"))
+    out.append((sys.prefix.rstrip("/") + "/", "venv/"))
+    return sorted(out, key=lambda kv: -len(kv[0]))
+
+
+def _scrub(output: dict) -> dict:
+    """Stored outputs name files relative to the project, never by this machine's paths."""
+    places = _places()
+
+    def clean(text: str) -> str:
+        for path, short in places:
+            text = text.replace(path, short)
+        return text
+    if output.get("output_type") == "error":
+        output["traceback"] = [clean(line) for line in output.get("traceback", [])]
+    elif output.get("output_type") == "stream":
+        output["text"] = clean(output.get("text", ""))
+    return output
+
+
 def execute(path: Path, timeout: int, kernel: str) -> tuple[Path, float, str | None]:
     """Run one notebook; write it back only if it ran through. Returns (path, seconds, error)."""
     import nbformat
@@ -52,7 +78,7 @@ def execute(path: Path, timeout: int, kernel: str) -> tuple[Path, float, str | N
     except Exception as e:  # kernel died, timeout, ...
         return path, time.monotonic() - start, f"{type(e).__name__}: {e}"
     for i, outputs in finished.items():
-        nb.cells[i].outputs = outputs
+        nb.cells[i].outputs = [_scrub(o) for o in outputs]
     nbformat.write(nb, path)
     return path, time.monotonic() - start, None
 

@@ -1,5 +1,5 @@
 """Driving a notebook in JupyterLab 4 the way a person does: open it, wait for the kernel,
-Run ▸ Run All Cells, wait until every cell ran. DOM facts: /work/shared/recipes (§4).
+Run ▸ Run All Cells, wait until every cell ran. DOM facts as JupyterLab 4 renders them.
 """
 from __future__ import annotations
 
