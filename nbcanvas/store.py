@@ -71,6 +71,11 @@ class StateStore:
         with self._cond:
             for ev in msg["ev"]:
                 self._apply_one(ev)
+        self._changed()
+
+    def _changed(self) -> None:
+        """Wake waiters, then tell the observers (outside the lock)."""
+        with self._cond:
             self.version += 1
             self._cond.notify_all()
             observers = list(self._observers)
@@ -133,14 +138,7 @@ class StateStore:
         with self._cond:
             for i in ids:
                 self._states.pop(i, None)
-            self.version += 1
-            self._cond.notify_all()
-            observers = list(self._observers)
-        for fn in observers:
-            try:
-                fn(self)
-            except Exception:
-                pass
+        self._changed()
 
     # -- reading ----------------------------------------------------------------------------------
     def state(self, id: str) -> str:
