@@ -19,10 +19,14 @@ from typing import Any
 
 from .states import READY_STATES
 
-__all__ = ["NodeState", "StateStore", "TASK_KINDS"]
+__all__ = ["NodeState", "StateStore", "TASK_KINDS", "CHANGE_LOG_LIMIT"]
 
 #: Node kinds that count as work in progress bars (groups and chains are containers).
 TASK_KINDS = frozenset({"signature", "xmap", "foreach", "branch", "callback"})
+
+
+#: Longest change log kept for views; past it they recount once (and the log starts again).
+CHANGE_LOG_LIMIT = 200_000
 
 
 class NodeState:
@@ -58,6 +62,10 @@ class StateStore:
         self.branches: dict[str, str] = {}
         #: (node id, state, meta) of the latest update_state, for the workflow's own progress
         self.latest: tuple[str, str, Any] | None = None
+        #: ids whose state changed, in order (kept once a view asks, see ``track``); ``epoch``
+        #: changes when the log can't be followed (reset, load, or too long): recount then
+        self.changes: list[str] | None = None
+        self.epoch = 0
 
     # -- feeding --------------------------------------------------------------------------------
     def _node(self, id: str) -> NodeState:
@@ -72,6 +80,13 @@ class StateStore:
             for ev in msg["ev"]:
                 self._apply_one(ev)
         self._changed()
+
+    def track(self) -> list[str]:
+        """Start (or keep) the change log that views follow instead of recounting every node."""
+        with self._cond:
+            if self.changes is None:
+                self.changes = []
+            return self.changes
 
     def _changed(self) -> None:
         """Wake waiters, then tell the observers (outside the lock)."""
@@ -99,6 +114,11 @@ class StateStore:
         st = self._node(id)
         if st.state in READY_STATES:  # a final state is never undone by a late event
             return
+        if self.changes is not None:
+            if len(self.changes) >= CHANGE_LOG_LIMIT:
+                self.changes.clear()
+                self.epoch += 1
+            self.changes.append(id)
         if code == "S":
             st.state, st.retries, st.host = "STARTED", ev[3], ev[4]
             st.started = st.started or t
@@ -124,6 +144,7 @@ class StateStore:
                 if st.state in READY_STATES:
                     continue
                 st.state, st.meta, st.started, st.finished, st.retries, st.info = row[:6]
+            self.epoch += 1
             self.version += 1
             self._cond.notify_all()
 
@@ -138,6 +159,7 @@ class StateStore:
         with self._cond:
             for i in ids:
                 self._states.pop(i, None)
+            self.epoch += 1
         self._changed()
 
     # -- reading ----------------------------------------------------------------------------------

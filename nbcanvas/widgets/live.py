@@ -72,7 +72,11 @@ class LiveView:
         self._more = _classed(w.HTML(), "nbcanvas-step-more")
         self._structure: Any = None
         self._dot: str | None = None
-        self._svg_next = 0.0
+        # A large workflow's diagram is drawn first after a short delay: rendering it (the
+        # `dot` process) while thousands of small tasks start would take CPU from them, and
+        # the canvas was usually just shown as a cell's value anyway.
+        self._quiet_until = time.monotonic() + (LARGE_DELAY if len(source.static) > LARGE else 0.0)
+        self._svg_next = self._quiet_until
         self._lost_since: float | None = None
         self.model: ViewModel | None = None
         self.svg_renders = 0
@@ -139,6 +143,13 @@ class LiveView:
         if not self._watching and self.source.watch_done is not None:
             self._watching = True
             self.source.watch_done(self._results_in)
+        if time.monotonic() < self._quiet_until:
+            # A large workflow that may be over in a moment: counting and drawing it now would
+            # take CPU from its own tasks. Draw once its results are in, or after the delay.
+            done = self.source.results_done
+            if done is None or not done():
+                self._pacer.poke()
+                return False
         vm = view_model(self.source)
         over = vm.finished or self._lost(vm)
         self._show(vm)
@@ -235,6 +246,9 @@ class LiveView:
 
 
 NOT_RUN_GREY = "#bdbdbd"
+#: workflows with more nodes than this draw their first diagram after LARGE_DELAY seconds
+LARGE = 2_000
+LARGE_DELAY = 1.0
 
 
 def _set_bar(bar: Any, b: Bar, finished: bool) -> None:
