@@ -113,8 +113,12 @@ class Lowering:
     """Builds the units and the node table of one workflow."""
 
     def __init__(self, parallelism: int = 2, fusion: bool = True, batching: bool = True,
-                 salt: str = "") -> None:
+                 salt: str = "", tag: str = "") -> None:
         self.salt = salt  # appended to every key: a canvas sent again gets keys of its own
+        # Batch units are named per workflow ("add_batch.1a2b3c4d"): dask co-assigns tasks of
+        # one name prefix to the same worker in blocks, and with an earlier workflow's batches
+        # still held in memory under the same prefix, that put 6 of 8 batches on one worker.
+        self.tag = tag
         self.parallelism = max(1, parallelism)
         self.fusion = fusion
         self.batching = batching
@@ -260,7 +264,8 @@ class Lowering:
             i = j + 1
         first = sigs[0]
         route = split_options(first, inherited)[1] if first._type is not None else {}
-        label = first.name if len(sigs) == 1 else f"{first.name}_batch"
+        label = first.name if len(sigs) == 1 else f"{first.name}_batch" + (
+            f".{self.tag}" if self.tag else "")
         key = self._unit([(p, inp) for p in progs], route, label)
         for t in sigs:
             if _simple(t):  # the common case, without the generic walk

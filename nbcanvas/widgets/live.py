@@ -77,6 +77,7 @@ class LiveView:
         # the canvas was usually just shown as a cell's value anyway.
         self._quiet_until = time.monotonic() + (LARGE_DELAY if len(source.static) > LARGE else 0.0)
         self._svg_next = self._quiet_until
+        self._results_seen = False
         self._lost_since: float | None = None
         self.model: ViewModel | None = None
         self.svg_renders = 0
@@ -143,13 +144,17 @@ class LiveView:
         if not self._watching and self.source.watch_done is not None:
             self._watching = True
             self.source.watch_done(self._results_in)
-        if time.monotonic() < self._quiet_until:
+        now = time.monotonic()
+        if now < self._quiet_until:
             # A large workflow that may be over in a moment: counting and drawing it now would
-            # take CPU from its own tasks. Draw once its results are in, or after the delay.
+            # take CPU from its own tasks. Draw once its results are in (one pacing interval
+            # later, when the client has fetched them), or after the delay.
             done = self.source.results_done
-            if done is None or not done():
-                self._pacer.poke()
-                return False
+            if done is not None and done() and not self._results_seen:
+                self._results_seen = True
+                self._quiet_until = min(self._quiet_until, now + self._pacer.interval)
+            self._pacer.poke()
+            return False
         vm = view_model(self.source)
         over = vm.finished or self._lost(vm)
         self._show(vm)
