@@ -65,12 +65,17 @@ def test_measure_and_percentile() -> None:
     assert percentile(list(range(1, 101)), 90) == 90
 
 
-def test_procs_stops_children_by_pid() -> None:
+def test_procs_stops_children_by_pid(tmp_path) -> None:
+    ready = tmp_path / "ready"
     with Procs() as procs:
         p = procs.start("sleeper", [sys.executable, "-c",
-                                    "import signal, time; signal.signal(signal.SIGTERM, "
-                                    "signal.SIG_IGN); time.sleep(60)"])
-        time.sleep(0.3)
+                                    "import pathlib, signal, sys, time; signal.signal(signal.SIGTERM, "
+                                    f"signal.SIG_IGN); pathlib.Path({str(ready)!r}).touch(); "
+                                    "time.sleep(60)"])
+        deadline = time.monotonic() + 30  # until the child ignores SIGTERM
+        while not ready.exists():
+            assert time.monotonic() < deadline and p.poll() is None
+            time.sleep(0.01)
         t0 = time.monotonic()
         procs.stop(p, timeout=0.5)   # ignores SIGTERM: SIGKILL after the timeout
         assert p.returncode == -signal.SIGKILL and time.monotonic() - t0 < 10
