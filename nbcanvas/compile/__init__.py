@@ -56,7 +56,7 @@ def compile_canvas(sig: Signature, workflow_id: str, *, parallelism: int = 2, fu
     ``salt`` is appended to every dask key (a canvas sent again with the same ids).
     """
     low = Lowering(parallelism=parallelism, fusion=fusion, batching=batching, salt=salt,
-                   tag=workflow_id.replace("-", "")[:8])
+                   tag=str(workflow_id or "").replace("-", "")[:8])
     with no_gc():
         out = low.lower(sig, None, 0, {})
     return CompiledGraph(workflow_id, sig, low.units, low.nodes, out)
