@@ -5,6 +5,7 @@ that holds the results: futures on a cluster, or a dict after ``apply()``.
 """
 from __future__ import annotations
 
+import pickle
 import threading
 import time
 from typing import Any, Protocol
@@ -125,38 +126,75 @@ class WorkflowHandle:
 
     # -- results -----------------------------------------------------------------------------
     def outcome(self, where: Ref | Lst, timeout: float | None = None) -> Any:
-        if isinstance(where, Ref) and self.kind(where.id) in TASK_KINDS:  # steps send events
-            fast = self._inline(where, timeout)
+        shape = self._expand(where)
+        refs = self._refs(shape)
+        if refs is not None:
+            fast = self._inline(shape, refs, timeout)
             if fast is not None:
                 return fast[0]
         done = self.backend.gather(self.keys_of(where), timeout)
         return outcome_at(where, done)
 
-    def _inline(self, where: Ref, timeout: float | None) -> tuple[Any] | None:
-        """The outcome carried by the node's done event (small workflow results), waiting for
-        that event or for the unit's future, whichever comes first."""
-        fut = self.backend.future(where.key)
-        if fut is None:
+    def _expand(self, where: Ref | Lst, depth: int = 0) -> Ref | Lst:
+        """``where`` with each group run in one unit replaced by its members (which that unit
+        records too), so that a small group's result can come from its members' events."""
+        if isinstance(where, Lst):
+            return Lst(tuple(self._expand(w, depth + 1) for w in where.items))
+        row = self.nodes.get(where.id)
+        if row is None or row[0] != "group" or not row[5] or depth > 8:
+            return where
+        return Lst(tuple(self._expand(Ref(where.key, m), depth + 1) for m in row[5]))
+
+    def _refs(self, where: Ref | Lst) -> list[Ref] | None:
+        """The step results ``where`` is made of, if few (else None: gather them)."""
+        refs: list[Ref] = []
+        stack: list[Any] = [where]
+        while stack:
+            w = stack.pop()
+            if isinstance(w, Ref):
+                if self.kind(w.id) not in TASK_KINDS:  # only steps send done events
+                    return None
+                refs.append(w)
+            else:
+                stack.extend(w.items)
+            if len(refs) > 64:
+                return None
+        return refs
+
+    def _inline(self, where: Ref | Lst, refs: list[Ref],
+                timeout: float | None) -> tuple[Any] | None:
+        """The outcome carried by the done events of small workflow results, waiting for those
+        events or for the units' futures, whichever comes first."""
+        futs = [self.backend.future(k) for k in {r.key for r in refs}]
+        if not futs or any(f is None for f in futs):
             return None
-        st = self.store.get(where.id)
-        if st is None or st.inline is None:
-            def arrived(s: StateStore) -> bool:
-                node = s.get(where.id)
-                return node is not None and (node.inline is not None or node.state in READY)
-            # The done event comes before the unit's result (the unit flushes its events
-            # first); the slices only matter if the unit dies without sending it.
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while not fut.done():
-                left = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
-                if left <= 0 or self.store.wait(arrived, left):
-                    break
-            st = self.store.get(where.id)
+
+        def arrived(s: StateStore) -> bool:
+            for r in refs:
+                node = s.get(r.id)
+                if node is None or (node.inline is None and node.state not in READY):
+                    return False
+            return True
+        # The done events come before the units' results (a unit flushes its events first);
+        # the slices only matter if a unit dies without sending them.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not arrived(self.store) and not all(f.done() for f in futs):
+            left = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
+            if left <= 0 or self.store.wait(arrived, left):
+                break
+        found: dict[str, Any] = {}
+        for r in refs:
+            st = self.store.get(r.id)
             if st is None or st.inline is None:
                 return None
-        import pickle
-        return (pickle.loads(st.inline),)
+            found[r.id] = pickle.loads(st.inline)
+        return (_assemble(where, found),)
 
     def ready(self, where: Ref | Lst) -> bool:
+        """Every result in ``where`` is known: reported final by its steps, or fetchable."""
+        refs = self._refs(where)
+        if refs is not None and all(self.store.state(r.id) in READY for r in refs):
+            return True
         return self.backend.done(self.keys_of(where))
 
     def revoke(self, terminate: bool = False) -> None:
@@ -167,6 +205,13 @@ class WorkflowHandle:
         self.forgotten = True
         drop_handle(self)
         drop_store(self.id)
+
+
+def _assemble(where: Ref | Lst, found: dict[str, Any]) -> Any:
+    from .runtime.outcome import GroupOutcome
+    if isinstance(where, Ref):
+        return found[where.id]
+    return GroupOutcome([_assemble(w, found) for w in where.items])
 
 
 _lock = threading.Lock()

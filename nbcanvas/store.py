@@ -19,7 +19,8 @@ from typing import Any
 
 from .states import READY_STATES
 
-__all__ = ["NodeState", "StateStore", "TASK_KINDS", "CHANGE_LOG_LIMIT"]
+__all__ = ["NodeState", "StateStore", "TASK_KINDS", "CHANGE_LOG_LIMIT", "DURATIONS",
+           "tiny_tasks"]
 
 #: Node kinds that count as work in progress bars (groups and chains are containers).
 TASK_KINDS = frozenset({"signature", "xmap", "foreach", "branch", "callback"})
@@ -27,6 +28,21 @@ TASK_KINDS = frozenset({"signature", "xmap", "foreach", "branch", "callback"})
 
 #: Longest change log kept for views; past it they recount once (and the log starts again).
 CHANGE_LOG_LIMIT = 200_000
+
+
+#: task name -> typical duration in seconds (moving average over the tasks seen finishing here)
+DURATIONS: dict[str, float] = {}
+TINY_SECONDS = 0.002
+
+
+def _learn(name: str, seconds: float) -> None:
+    old = DURATIONS.get(name)
+    DURATIONS[name] = seconds if old is None else 0.9 * old + 0.1 * seconds
+
+
+def tiny_tasks() -> dict[str, float]:
+    """Short name -> typical seconds, of tasks seen finishing in about a millisecond or less."""
+    return {n: d for n, d in list(DURATIONS.items()) if d <= TINY_SECONDS}
 
 
 class NodeState:
@@ -132,6 +148,10 @@ class StateStore:
             st.state, st.info, st.finished = ev[3], ev[4], t
             if len(ev) > 5:
                 st.inline = ev[5]
+            if st.started is not None and ev[3] == "SUCCESS":
+                node = self.nodes.get(id)
+                if node is not None and node[0] == "signature":
+                    _learn(node[1], t - st.started)
 
     def load(self, states: dict[str, list[Any]], nodes: dict[str, Any] | None = None) -> None:
         """Merge a snapshot (e.g. from the scheduler's record when re-attaching)."""

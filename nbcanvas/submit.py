@@ -21,7 +21,7 @@ from .errors import ImproperlyConfigured, ResultNotFound, TimeoutError, Workflow
 from .events import drop_store, get_store, register_store
 from .handle import WorkflowHandle, find_handle, register_handle, supersede
 from .states import READY_STATES
-from .store import TASK_KINDS, StateStore
+from .store import TASK_KINDS, StateStore, tiny_tasks
 
 __all__ = ["submit", "reattach", "save_group", "ClusterBackend", "encode_where", "decode_where"]
 
@@ -179,7 +179,9 @@ def submit(sig: Signature) -> Any:
     # Compile first: a call that cannot be completed is an error before anything connects.
     guess = getattr(app, "_nthreads", None) or os.cpu_count() or 2
     fusion, batching = getattr(app, "fusion", True), getattr(app, "batching", True)
-    cg = compile_canvas(sig, wf, parallelism=guess, fusion=fusion, batching=batching, salt=salt)
+    tiny = tiny_tasks() if batching else {}
+    cg = compile_canvas(sig, wf, parallelism=guess, fusion=fusion, batching=batching, salt=salt,
+                        tiny=tiny)
     used = guess
     conn = connection(app)
     if conn.client.status != "running":  # e.g. "connecting": the scheduler went away
@@ -190,13 +192,14 @@ def submit(sig: Signature) -> Any:
         app._nthreads = real
         if not guess / 2 <= real <= guess * 2:  # batch sizes follow the cluster's size
             cg = compile_canvas(sig, wf, parallelism=real, fusion=fusion, batching=batching,
-                                salt=salt)
+                                salt=salt, tiny=tiny)
             used = real
     _check_routing(conn, cg)
     rows = node_rows(cg)
     store = register_store(StateStore(wf, {i: r[:4] for i, r in rows.items()}))
     graph = to_dask_graph(cg)
-    compile_args = {"parallelism": used, "fusion": fusion, "batching": batching, "salt": salt}
+    compile_args = {"parallelism": used, "fusion": fusion, "batching": batching, "salt": salt,
+                    "tiny": tiny}
     record = {"id": wf, "name": _name_of(sig), "structure": sig.to_dict(strict=False),
               "compile": compile_args,
               "nodes": {i: list(r) for i, r in rows.items()}, "result": encode_where(cg.result),

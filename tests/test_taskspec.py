@@ -55,7 +55,10 @@ def test_only_the_result_unit_inlines_the_workflow_result():
     inline = {k: t.args[0].inline for k, t in graph.items()}
     assert inline.pop(cg.result.key) == frozenset({sig.id})
     assert all(v == frozenset() for v in inline.values())
-    _, _, graph = graph_of(nc.group(add.s(1, 1), add.s(2, 2)))  # a list spread over units
+    sig, cg, graph = graph_of(nc.group(add.s(1, 1), add.s(2, 2)))  # a small result group:
+    inline = {k: t.args[0].inline for k, t in graph.items()}      # each unit, its members
+    assert sorted(i for v in inline.values() for i in v) == sorted(t.id for t in sig.tasks)
+    _, _, graph = graph_of(nc.group(add.s(i, i) for i in range(100)))  # too many to inline
     assert all(t.args[0].inline == frozenset() for t in graph.values())
 
 

@@ -13,6 +13,7 @@ The units become one dask graph (``compile.taskspec``) or run in process (``sig.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,13 +51,15 @@ class CompiledGraph:
 
 
 def compile_canvas(sig: Signature, workflow_id: str, *, parallelism: int = 2, fusion: bool = True,
-                   batching: bool = True, salt: str = "") -> CompiledGraph:
+                   batching: bool = True, salt: str = "",
+                   tiny: Mapping[str, float] | None = None) -> CompiledGraph:
     """Lower a frozen canvas. Raises ``TypeError`` for a call whose arguments can't be completed.
 
-    ``salt`` is appended to every dask key (a canvas sent again with the same ids).
+    ``salt`` is appended to every dask key (a canvas sent again with the same ids);
+    ``tiny`` names tasks known to be very short (their small groups are packed tighter).
     """
     low = Lowering(parallelism=parallelism, fusion=fusion, batching=batching, salt=salt,
-                   tag=str(workflow_id or "").replace("-", "")[:8])
+                   tag=str(workflow_id or "").replace("-", "")[:8], tiny=tiny)
     with no_gc():
         out = low.lower(sig, None, 0, {})
     return CompiledGraph(workflow_id, sig, low.units, low.nodes, out)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from ..canvas import Signature, branch, chain, chord, foreach, group
@@ -18,6 +19,8 @@ __all__ = ["Unit", "Ref", "Lst", "NodeInfo", "Lowering", "selector", "BATCH_TARG
 
 #: Members per unit a large group of simple calls aims at (at least 4 units per thread).
 BATCH_TARGET = 256
+#: seconds of work below which a group of tiny tasks runs as one unit
+TINY_UNIT = 0.002
 
 
 @dataclass(frozen=True)
@@ -113,12 +116,15 @@ class Lowering:
     """Builds the units and the node table of one workflow."""
 
     def __init__(self, parallelism: int = 2, fusion: bool = True, batching: bool = True,
-                 salt: str = "", tag: str = "") -> None:
+                 salt: str = "", tag: str = "", tiny: Mapping[str, float] | None = None) -> None:
         self.salt = salt  # appended to every key: a canvas sent again gets keys of its own
         # Batch units are named per workflow ("add_batch.1a2b3c4d"): dask co-assigns tasks of
         # one name prefix to the same worker in blocks, and with an earlier workflow's batches
         # still held in memory under the same prefix, that put 6 of 8 batches on one worker.
         self.tag = tag
+        #: task name -> seconds, for tasks known to take about a millisecond or less: their
+        #: small groups are packed tighter (each extra dask task costs ~1 ms)
+        self.tiny = dict(tiny or {})
         self.parallelism = max(1, parallelism)
         self.fusion = fusion
         self.batching = batching
@@ -233,7 +239,7 @@ class Lowering:
                     _route_key(split_options(t, inherited)[1])
                 by_route.setdefault(rk, []).append(i)
         for idxs in by_route.values():
-            for batch in self._batches(idxs):
+            for batch in self._batches(idxs, members[idxs[0]].name):
                 self._batch_unit([members[i] for i in batch], inp, step, inherited, sig.id)
                 for i in batch:
                     outs[i] = Ref(self.nodes[members[i].id].key, members[i].id)  # type: ignore
@@ -287,11 +293,15 @@ class Lowering:
         return Batch(t0.name, task.run, task.bind, t0.immutable, run, [s.id for s in sigs],
                      [s.args for s in sigs], kwargs if any(kwargs) else None)
 
-    def _batches(self, idxs: list[int]) -> list[list[int]]:
+    def _batches(self, idxs: list[int], task: str = "") -> list[list[int]]:
         n = len(idxs)
-        if not self.batching or n <= 4 * self.parallelism:
+        tiny = task in self.tiny
+        if not self.batching or (n <= 4 * self.parallelism and not tiny) or n == 1:
             return [[i] for i in idxs]
-        k = max(4 * self.parallelism, math.ceil(n / BATCH_TARGET))
+        if tiny and n * self.tiny[task] <= TINY_UNIT:  # all of it costs less than a hop
+            return [idxs]
+        per_thread = 1 if tiny else 4  # units per thread: spread unknown or long tasks wider
+        k = max(per_thread * self.parallelism, math.ceil(n / BATCH_TARGET))
         size = math.ceil(n / k)
         return [idxs[j:j + size] for j in range(0, n, size)]
 

@@ -12,7 +12,7 @@ from dask.task_spec import Task, TaskRef
 from . import CompiledGraph
 from .programs import UnitProgram
 
-__all__ = ["to_dask_graph", "annotations_of"]
+__all__ = ["to_dask_graph", "annotations_of", "inline_ids", "INLINE_NODES"]
 
 
 def annotations_of(routing: dict[str, Any]) -> dict[str, Any]:
@@ -31,6 +31,34 @@ def annotations_of(routing: dict[str, Any]) -> dict[str, Any]:
     return ann
 
 
+#: A result of up to this many nodes rides in their done events (no gather round trip).
+INLINE_NODES = 64
+
+
+def inline_ids(result: Any, nodes: Any = None) -> dict[str, frozenset[str]]:
+    """unit key -> ids whose small outcomes go in their done events: the workflow's result,
+    or the members of a result group of at most ``INLINE_NODES`` (also a group run in one
+    unit: its members are recorded there too)."""
+    refs: list[Any] = []
+    stack = [result]
+    while stack and len(refs) <= INLINE_NODES:
+        w = stack.pop()
+        if hasattr(w, "key"):
+            row = nodes.get(w.id) if nodes is not None else None
+            if row is not None and row.kind == "group" and row.members:
+                stack.extend(type(w)(w.key, m) for m in row.members)
+            else:
+                refs.append(w)
+        else:
+            stack.extend(w.items)
+    if len(refs) > INLINE_NODES:
+        return {}
+    out: dict[str, set[str]] = {}
+    for r in refs:
+        out.setdefault(r.key, set()).add(r.id)
+    return {k: frozenset(v) for k, v in out.items()}
+
+
 def to_dask_graph(cg: CompiledGraph) -> Any:
     """The workflow as one graph: ``{key: Task(run_unit, programs, wf, *TaskRef(deps))}``."""
     from ..runtime import run_unit
@@ -38,11 +66,9 @@ def to_dask_graph(cg: CompiledGraph) -> Any:
     plain: dict[str, Task] = {}
     layers: dict[Any, dict[str, Task]] = {}
     anns: dict[Any, dict[str, Any]] = {}
-    result = cg.result
-    inline = frozenset([result.id]) if hasattr(result, "key") else frozenset()
+    inline = inline_ids(cg.result, cg.nodes)
     for key, unit in cg.units.items():
-        prog = UnitProgram(key, tuple(unit.progs),
-                           inline=inline if key == getattr(result, "key", None) else frozenset())
+        prog = UnitProgram(key, tuple(unit.progs), inline=inline.get(key, frozenset()))
         task = Task(key, run_unit, prog, wf, *[TaskRef(d) for d in unit.deps])
         if not unit.routing:
             plain[key] = task
