@@ -490,3 +490,28 @@ def test_group_compile_cost_is_linear_in_members(batching):
     assert (n1, n2) == (2_501, 10_001)
     # time(4n) / time(n) < 10; quadratic would be 16
     assert ratio < 2.5, f"time per node grew {ratio:.1f}x from {n1} to {n2} nodes"
+
+
+def test_groups_of_tasks_known_to_be_tiny_are_packed_tighter():
+    g = nc.group(add.s(i, i) for i in range(10))
+    assert len(compiled(g, parallelism=2)[1].units) == 5  # unknown tasks: spread widely
+    one = compiled(g, parallelism=2, tiny={"add": 1e-5})[1]  # all of it: less than a hop
+    assert len(one.units) == 1
+    two = compiled(g, parallelism=2, tiny={"add": 1e-3})[1]  # one unit per thread
+    assert len(two.units) == 2
+    for cg in (one, two):  # every member still has its own node and result
+        assert sorted(i for i, r in cg.nodes.items() if r.kind == "signature") == \
+            sorted(t.id for t in cg.canvas.tasks)
+    big = compiled(nc.group(add.s(i, i) for i in range(10_000)), parallelism=2,
+                   tiny={"add": 1e-5})[1]
+    assert len(big.units) == math.ceil(10_000 / BATCH_TARGET)  # large groups as before
+
+
+def test_the_store_learns_how_long_tasks_take():
+    from nbcanvas.store import DURATIONS, StateStore, tiny_tasks
+    store = StateStore("wf", {"a": ("signature", "quick_one", 0, None),
+                              "b": ("signature", "slow_one", 0, None)})
+    store.apply({"wf": "wf", "ev": [["S", "a", 1.0, 0, "w"], ["D", "a", 1.0005, "SUCCESS", None],
+                                    ["S", "b", 1.0, 0, "w"], ["D", "b", 2.0, "SUCCESS", None]]})
+    assert DURATIONS["quick_one"] == pytest.approx(0.0005) and DURATIONS["slow_one"] == 1.0
+    assert "quick_one" in tiny_tasks() and "slow_one" not in tiny_tasks()
