@@ -13,6 +13,8 @@ True
 """
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,15 +25,24 @@ __all__ = ["freeze", "iter_nodes", "count_nodes", "rekey", "no_gc"]
 
 
 class _Ids:
-    """Hands out fresh ids, made in blocks (one ``urandom`` call per block)."""
+    """Hands out fresh ids from one process-wide pool, refilled in blocks (one ``urandom``
+    call per block): a single task's ``delay()`` must not pay for 512 ids."""
 
-    def __init__(self) -> None:
-        self._pool: list[str] = []
+    _pool: list[str] = []
+    _lock = threading.Lock()
 
     def __call__(self) -> str:
-        if not self._pool:
-            self._pool = new_ids(512)
-        return self._pool.pop()
+        try:
+            return self._pool.pop()  # atomic: threads never get the same id
+        except IndexError:
+            with self._lock:
+                if not self._pool:
+                    self._pool.extend(new_ids(512))
+            return self()
+
+
+# A forked child must not hand out the ids its parent still holds in the pool.
+os.register_at_fork(after_in_child=_Ids._pool.clear)
 
 
 def freeze(sig: Signature, _id: str | None = None) -> Any:
