@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -77,26 +78,55 @@ def make_leaf(directory: Path, ca_key, ca_cert, stem: str) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def tls_cluster(tmp_path_factory):
-    """A LocalCluster (2 worker processes) that speaks only TLS; yields (address, paths)."""
-    from distributed import LocalCluster
+    """A scheduler and 2 workers that speak only TLS, started with the ``dask`` CLI in their
+    own processes and stopped by PID (an in-process cluster's close could hang after a
+    refused handshake); yields (address, paths)."""
+    import json
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+    from distributed import Client
     from distributed.security import Security
     d = tmp_path_factory.mktemp("tls")
     ca_key, ca_cert, ca_file = make_ca(d, "nbcanvas test CA")
     cert, key = make_leaf(d, ca_key, ca_cert, "node")
     other_key, other_cert, other_ca = make_ca(d, "some other CA")
     intruder_cert, intruder_key = make_leaf(d, other_key, other_cert, "intruder")
-    sec = Security(tls_ca_file=ca_file, tls_client_cert=cert, tls_client_key=key,
-                   tls_scheduler_cert=cert, tls_scheduler_key=key, tls_worker_cert=cert,
-                   tls_worker_key=key, require_encryption=True)
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, protocol="tls",
-                           host="127.0.0.1", security=sec, dashboard_address=":0",
-                           silence_logs=logging.CRITICAL)
+    dask_cli = shutil.which("dask", path=os.path.dirname(sys.executable)) or "dask"
+    tls = ["--tls-ca-file", ca_file, "--tls-cert", cert, "--tls-key", key]
+    sched_file = d / "scheduler.json"
+    procs = [subprocess.Popen([dask_cli, "scheduler", "--protocol", "tls", "--host", "127.0.0.1",
+                               "--port", "0", "--dashboard-address", ":0", "--scheduler-file",
+                               str(sched_file), *tls], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)]
     try:
-        yield cluster.scheduler_address, {
+        deadline = time.monotonic() + 60
+        while not sched_file.exists():  # the scheduler writes it once it listens
+            assert time.monotonic() < deadline and procs[0].poll() is None, "no scheduler"
+            time.sleep(0.05)
+        address = json.loads(sched_file.read_text())["address"]
+        for _ in range(2):
+            procs.append(subprocess.Popen([dask_cli, "worker", address, "--nthreads", "1",
+                                           "--no-dashboard", *tls], stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))
+        sec = Security(tls_ca_file=ca_file, tls_client_cert=cert, tls_client_key=key,
+                       require_encryption=True)
+        with Client(address, security=sec, set_as_default=False, timeout=30) as c:
+            c.wait_for_workers(2, timeout=60)
+        yield address, {
             "ca": ca_file, "cert": cert, "key": key, "other_ca": other_ca,
             "intruder_cert": intruder_cert, "intruder_key": intruder_key}
     finally:
-        cluster.close(timeout=30)
+        for p in reversed(procs):
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 def test_nbcanvas_runs_a_chain_over_tls(tls_cluster):
