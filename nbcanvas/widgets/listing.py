@@ -20,7 +20,7 @@ import ipywidgets as w
 
 from ..events import add_listener
 from ..workflows import COLUMNS, cells, workflow_rows
-from .live import LiveView, _classed, live_view
+from .live import LiveView, Shown, _classed, live_view
 from .pace import Pacer
 
 __all__ = ["WorkflowListView", "REFRESH_INTERVAL"]
@@ -30,7 +30,7 @@ REFRESH_INTERVAL: Final = 1.0
 _NONE: Final = ""
 
 
-class WorkflowListView:
+class WorkflowListView(Shown):
     """The live workflow list (see the module doc); ``.box`` is the widget."""
 
     text = "<nbcanvas workflow list>"
@@ -56,14 +56,6 @@ class WorkflowListView:
         self.choose.observe(self._chosen, "value")
         self.refresh_button.on_click(lambda _button: self._pacer.poke())
         self.show_rows(workflow_rows(app) if rows is None else list(rows))
-
-    def __repr__(self) -> str:
-        return self.text
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        bundle = self.box._repr_mimebundle_(include=include, exclude=exclude) or {}
-        bundle["text/plain"] = self.text
-        return bundle
 
     def close(self) -> None:
         """Stop refreshing (the widgets stay as they are)."""

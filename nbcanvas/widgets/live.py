@@ -31,7 +31,7 @@ from . import cells
 from .model import MAX_STEPS, Bar, Source, ViewModel, source_of, view_model
 from .pace import Pacer
 
-__all__ = ["LiveView", "live_view", "live_views", "BUDGET", "SVG_BUDGET", "GRACE"]
+__all__ = ["LiveView", "Shown", "live_view", "live_views", "BUDGET", "SVG_BUDGET", "GRACE"]
 
 #: Share of one thread's time the redraws may take: a redraw that costs ``c`` seconds waits at
 #: least ``c / BUDGET`` before the next (10,000 nodes: ~0.2 s between bar updates).
@@ -51,7 +51,22 @@ def _classed(widget: Any, *classes: str) -> Any:
     return widget
 
 
-class LiveView:
+class Shown:
+    """Shows ``self.box`` in a kernel, with ``self.text`` as its deterministic text/plain."""
+
+    box: Any
+    text: str
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        bundle = self.box._repr_mimebundle_(include=include, exclude=exclude) or {}
+        bundle["text/plain"] = self.text
+        return bundle
+
+
+class LiveView(Shown):
     """The live view of one workflow (see the module doc). ``view.box`` is the widget."""
 
     def __init__(self, source: Source, interval: float = 0.1) -> None:
@@ -89,14 +104,6 @@ class LiveView:
         _views.add(self)
         cells.watch(self)
         self._pacer.poke()  # the first redraw at once, from the pacer's thread
-
-    def __repr__(self) -> str:
-        return self.text
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        bundle = self.box._repr_mimebundle_(include=include, exclude=exclude) or {}
-        bundle["text/plain"] = self.text
-        return bundle
 
     # -- life ----------------------------------------------------------------------------------
     @property
