@@ -96,14 +96,47 @@ def _for_client(client: Client, embedded: bool = False) -> Connection:
         return conn
 
 
+def _probe(address: str, timeout: float) -> None:
+    """Open one comm to ``address`` and finish dask's handshake, all within ``timeout``.
+
+    distributed bounds the connect but deliberately not the handshake after it, so a client
+    whose TLS certificate the scheduler rejects (TLS 1.3 verifies it after the client thinks
+    it is connected) can wait forever in ``Client(...)``. This probe runs first, in its own
+    event loop and thread, so a refused certificate is a clear error instead of a hang.
+    """
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+    from distributed.comm import connect
+    from distributed.security import Security
+
+    try:  # the same credentials Client(address) would use
+        from distributed.client import _maybe_call_security_loader
+        security = _maybe_call_security_loader(address) or Security()
+    except ImportError:  # pragma: no cover - a distributed without security loaders
+        security = Security()
+
+    async def attempt() -> None:
+        args = security.get_connection_args("client")
+        comm = await asyncio.wait_for(connect(address, timeout=timeout, **args), timeout)
+        await comm.close()
+
+    with ThreadPoolExecutor(1, thread_name_prefix="nbcanvas-probe") as pool:
+        pool.submit(asyncio.run, attempt()).result()
+
+
 def _client_for_address(address: str) -> Client:
     try:
+        _probe(address, CONNECT_TIMEOUT)
         return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError) as e:
+        detail = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        hint = ("Is it running, and does it trust this process's TLS certificate (and this "
+                "process its CA; see dask's distributed.comm.tls config)?"
+                if address.startswith("tls://") else "Is it running?")
         raise ImproperlyConfigured(
             f"could not reach a dask scheduler at {address!r} within {CONNECT_TIMEOUT:g} s "
-            f"({type(e).__name__}). Is it running? Start one with `dask scheduler`, or leave "
-            f"the address unset to use an embedded LocalCluster") from e
+            f"({detail}). {hint} Start one with `dask scheduler`, or leave the address unset "
+            f"to use an embedded LocalCluster") from e
     except TypeError as e:  # distributed: "TLS expects a `ssl_context` argument ... got None"
         if not address.startswith("tls://"):
             raise
