@@ -9,7 +9,7 @@ from dask.task_spec import Task, TaskRef
 import nbcanvas as nc
 from nbcanvas.compile import compile_canvas
 from nbcanvas.compile.programs import Step, UnitProgram
-from nbcanvas.compile.taskspec import annotations_of, to_dask_graph
+from nbcanvas.compile.taskspec import annotations_of, graph_expr, to_dask_graph
 from nbcanvas.runtime import run_unit
 
 app = nc.App("tests.test_taskspec", set_as_current=False)
@@ -120,3 +120,20 @@ def test_a_unit_token_is_its_key():
                                        False, {}),))
     assert tokenize(heavy) == tokenize(UnitProgram("add-1", ())) != \
         tokenize(UnitProgram("add-2", ()))
+
+
+def test_graph_expr_is_named_by_its_keys_not_by_hashing_the_programs():
+    sig, cg, graph = graph_of(nc.chain(nc.group(add.s(1, 1), add.s(2, 2)), tsum.s()))
+    keys = list(cg.units)
+    expr = graph_expr(graph, keys)
+    # without a given token, dask would have set it to a hash of the whole graph
+    assert expr._determ_token == f"nbcanvas-{keys[0]}-{len(keys)}"
+    assert expr._name.endswith(expr._determ_token)
+    assert dict(expr.__dask_graph__()) == graph
+
+
+def test_graph_expr_keeps_routing_layers():
+    sig, cg, graph = graph_of(nc.group(add.s(1, 1).set(priority=5), add.s(2, 2)))
+    expr = graph_expr(graph, list(cg.units))
+    assert isinstance(graph, HighLevelGraph)
+    assert expr.hlg is graph

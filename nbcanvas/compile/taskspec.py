@@ -12,7 +12,7 @@ from dask.task_spec import Task, TaskRef
 from . import CompiledGraph
 from .programs import UnitProgram
 
-__all__ = ["to_dask_graph", "annotations_of", "inline_ids", "INLINE_NODES"]
+__all__ = ["to_dask_graph", "graph_expr", "annotations_of", "inline_ids", "INLINE_NODES"]
 
 
 def annotations_of(routing: dict[str, Any]) -> dict[str, Any]:
@@ -84,3 +84,20 @@ def to_dask_graph(cg: CompiledGraph) -> Any:
     for i, (tag, mapping) in enumerate(layers.items()):
         hl[f"nbcanvas-{wf}-{i}"] = MaterializedLayer(mapping, annotations=anns[tag])
     return HighLevelGraph(hl, {name: set() for name in hl})
+
+
+def graph_expr(graph: Any, keys: list[str]) -> Any:
+    """``graph`` as the expression ``Client.get`` sends, named after its keys.
+
+    Given a dict, ``Client.get`` wraps it in an expression whose name is a token of the whole
+    graph: hashing every unit's pickled program, 0.15 ms of a single task's 0.45 ms client
+    side. Unit keys are unique per submission already, so they name it (distributed's own
+    ``submit`` names its expressions with a uuid the same way).
+    """
+    try:
+        from dask._expr import HLGExpr, LLGExpr
+    except ImportError:  # pragma: no cover - a dask without expressions: let it tokenize
+        return graph
+    token = f"nbcanvas-{keys[0] if keys else 'empty'}-{len(keys)}"
+    kind = LLGExpr if isinstance(graph, dict) else HLGExpr
+    return kind(graph, _determ_token=token)
