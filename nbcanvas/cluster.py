@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 from typing import Any, Literal, overload
 
@@ -160,8 +161,32 @@ def embedded_cluster() -> Client:
                                    dashboard_address=":0", silence_logs=logging.ERROR)
             client = Client(cluster, set_as_default=False)
         _embedded[:] = [cluster, client]
-        atexit.register(close_embedded)
+        atexit.register(_close_at_exit)
         return client
+
+
+def _close_at_exit() -> None:
+    """Close the embedded cluster at interpreter exit, quietly.
+
+    By then Python has shut down the scheduler's offload thread, so every graph still in
+    flight would log its own ERROR ("cannot schedule new futures after shutdown"): silence
+    distributed and say once what is stopped instead.
+    """
+    if not _embedded:
+        return
+    from .handle import handles
+    client = _embedded[1]
+    running = [h for h in handles()
+               if getattr(getattr(h.backend, "conn", None), "client", None) is client
+               and not h.store.finished()]
+    for name in [n for n in logging.root.manager.loggerDict if n.startswith("distributed")]:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+    logging.getLogger("distributed").setLevel(logging.CRITICAL + 1)
+    if running:
+        print(f"nbcanvas: {len(running)} workflow(s) still running at exit were stopped with "
+              f"the embedded cluster, which lives in this process (call .get() on a result "
+              f"to wait for it)", file=sys.stderr)
+    close_embedded()
 
 
 def close_embedded() -> None:

@@ -77,6 +77,32 @@ def test_embedded_cluster_started_on_first_use_and_closed_quietly():
     assert "result 8" in out.stdout
     assert f"workers {os.cpu_count()}" in out.stdout
     assert "Traceback" not in out.stderr and "ERROR" not in out.stderr, out.stderr
+    assert "nbcanvas:" not in out.stderr  # nothing was left running
+
+
+def test_exit_with_workflows_in_flight_says_so_once_instead_of_logging_errors():
+    code = """
+        import time
+        import nbcanvas as nc
+        @nc.task
+        def slow(x):
+            time.sleep(30)
+            return x
+        @nc.task
+        def add(x, y):
+            return x + y
+        print("warm", add.delay(1, 1).get(timeout=60))
+        rs = [slow.delay(i) for i in range(10)] + [add.delay(i, 1) for i in range(200)]
+        rs[0].state  # the first is at least sent
+    """
+    out = _run(code, {"DASK_SCHEDULER_ADDRESS": ""})
+    assert out.returncode == 0, out.stderr
+    assert "warm 2" in out.stdout
+    assert "Traceback" not in out.stderr and "ERROR" not in out.stderr, out.stderr
+    lines = [ln for ln in out.stderr.splitlines() if ln.startswith("nbcanvas: ")]
+    assert len(lines) == 1, out.stderr
+    count = int(lines[0].split()[1])
+    assert 10 <= count <= 210 and "were stopped with the embedded cluster" in lines[0]
 
 
 @pytest.fixture()
