@@ -15,6 +15,8 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal, overload
 
 import dask
@@ -26,7 +28,7 @@ from .plugins import NbcanvasScheduler, NbcanvasWorker
 from .runtime.emit import TOPIC
 
 __all__ = ["Connection", "connection", "connect", "embedded_cluster", "close_embedded",
-           "CONNECT_TIMEOUT"]
+           "in_task", "off_the_pool", "CONNECT_TIMEOUT"]
 
 CONNECT_TIMEOUT = 5.0
 _lock = threading.RLock()
@@ -161,16 +163,18 @@ def embedded_cluster() -> Client:
                                    dashboard_address=":0", silence_logs=logging.ERROR)
             client = Client(cluster, set_as_default=False)
         _embedded[:] = [cluster, client]
+        # Close before Python shuts its thread pools down (the scheduler offloads graph
+        # deserialization to one); atexit alone runs after that.
+        early = getattr(threading, "_register_atexit", None)
+        if early is not None:
+            early(_close_at_exit)
         atexit.register(_close_at_exit)
         return client
 
 
 def _close_at_exit() -> None:
-    """Close the embedded cluster at interpreter exit, quietly.
-
-    By then Python has shut down the scheduler's offload thread, so every graph still in
-    flight would log its own ERROR ("cannot schedule new futures after shutdown"): silence
-    distributed and say once what is stopped instead.
+    """Close the embedded cluster at interpreter exit, quietly: graphs still in flight would
+    each log an ERROR as the cluster goes; silence distributed and say once what is stopped.
     """
     if not _embedded:
         return
@@ -204,6 +208,37 @@ def close_embedded() -> None:
         pass
 
 
+def in_task() -> bool:
+    """True inside a task running on a dask worker (``delay()`` there goes to its cluster)."""
+    from distributed.worker import thread_state
+    return getattr(thread_state, "key", None) is not None
+
+
+@contextmanager
+def off_the_pool() -> Iterator[None]:
+    """While a task waits for another workflow (``.get()`` inside a task), its thread leaves
+    the worker's pool, as dask's ``worker_client`` does (``secede``/``rejoin``): tasks that
+    wait can't take every thread from the tasks they wait for. Elsewhere: nothing."""
+    if not in_task():
+        yield
+        return
+    from distributed import rejoin, secede
+    secede()
+    try:
+        yield
+    finally:
+        rejoin()
+
+
+def _worker_client() -> Client | None:
+    """Inside a task on a worker, that worker's client to its own scheduler: a task's
+    ``delay()`` goes to the cluster it runs on (never to a new embedded cluster)."""
+    if not in_task():
+        return None
+    from distributed import get_client
+    return get_client()
+
+
 def _current_client() -> Client | None:
     from distributed.client import _get_global_client
     c = _get_global_client()
@@ -234,7 +269,7 @@ def connection(app: Any = None, start: bool = True) -> Connection | None:
         client = _client_for_address(target) if isinstance(target, str) else target
         app._runtime = _for_client(client)
         return app._runtime
-    client = _current_client()
+    client = _worker_client() or _current_client()
     if client is not None:
         return _for_client(client)
     address = os.environ.get("DASK_SCHEDULER_ADDRESS") or dask.config.get("scheduler-address",

@@ -126,6 +126,13 @@ class WorkflowHandle:
 
     # -- results -----------------------------------------------------------------------------
     def outcome(self, where: Ref | Lst, timeout: float | None = None) -> Any:
+        if not isinstance(self.backend, EagerBackend):  # waiting on the cluster
+            from .cluster import off_the_pool
+            with off_the_pool():
+                return self._outcome(where, timeout)
+        return self._outcome(where, timeout)
+
+    def _outcome(self, where: Ref | Lst, timeout: float | None) -> Any:
         shape = self._expand(where)
         refs = self._refs(shape)
         if refs is not None:

@@ -60,3 +60,16 @@ def long_step(self, data, steps=10, gate=None):
                 time.monotonic() < deadline:
             time.sleep(0.01)
     return data
+
+
+@app.task(name="control.add_one_via_subtask")
+def add_one_via_subtask(x, timeout=20.0):
+    """Sends a workflow from inside a task and waits for it (Celery refuses: "never call
+    result.get() within a task")."""
+    return slow.delay(x, 0.0).get(timeout=timeout)
+
+
+@app.task(name="control.scheduler_seen")
+def scheduler_seen():
+    """The scheduler a task's own ``delay()`` would go to (the default app's connection)."""
+    return nc.connect().scheduler.address

@@ -247,3 +247,15 @@ def test_reattach_from_a_second_jupyter_kernel(dask_client):
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_a_task_sends_to_its_own_cluster_and_waits_off_the_pool(dask_client):
+    # delay() inside a task goes to the cluster the task runs on (it used to try to start an
+    # embedded LocalCluster inside the worker process and fail)
+    assert t.scheduler_seen.delay().get(timeout=60) == dask_client.scheduler.address
+    # more tasks waiting on subtasks than worker threads: each waiting thread leaves the pool
+    # (secede/rejoin), so the subtasks still find threads; before, this deadlocked until the
+    # inner get() timed out
+    n = 2 * sum(dask_client.nthreads().values())
+    r = nc.group(t.add_one_via_subtask.s(i) for i in range(n)).delay()
+    assert r.get(timeout=120) == [i + 1 for i in range(n)]
