@@ -182,7 +182,7 @@ def _close_at_exit() -> None:
     client = _embedded[1]
     running = [h for h in handles()
                if getattr(getattr(h.backend, "conn", None), "client", None) is client
-               and not h.store.finished()]
+               and not h.forgotten and not _ready(h)]
     for name in [n for n in logging.root.manager.loggerDict if n.startswith("distributed")]:
         logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     logging.getLogger("distributed").setLevel(logging.CRITICAL + 1)
@@ -191,6 +191,13 @@ def _close_at_exit() -> None:
               f"the embedded cluster, which lives in this process (call .get() on a result "
               f"to wait for it)", file=sys.stderr)
     close_embedded()
+
+
+def _ready(h: Any) -> bool:
+    try:
+        return bool(h.ready(h.result))
+    except Exception:  # noqa: BLE001 - at exit, a handle we cannot ask counts as stopped
+        return False
 
 
 def close_embedded() -> None:

@@ -68,13 +68,14 @@ def test_embedded_cluster_started_on_first_use_and_closed_quietly():
             return x + y
         r = (add.s(2, 2) | add.s(4)).delay()
         print("result", r.get(timeout=60))
+        print("empty", nc.group([]).delay().get(timeout=60))  # done at once: not "running"
         from nbcanvas.cluster import _embedded
         print("workers", len(_embedded[0].workers))
     """
     env = {"DASK_SCHEDULER_ADDRESS": ""}
     out = _run(code, env)
     assert out.returncode == 0, out.stderr
-    assert "result 8" in out.stdout
+    assert "result 8" in out.stdout and "empty []" in out.stdout
     assert f"workers {os.cpu_count()}" in out.stdout
     assert "Traceback" not in out.stderr and "ERROR" not in out.stderr, out.stderr
     assert "nbcanvas:" not in out.stderr  # nothing was left running
