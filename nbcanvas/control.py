@@ -121,7 +121,7 @@ def _retry_cluster(h: WorkflowHandle, cg: Any, rerun: dict[str, str], reset: lis
     from dask.task_spec import Task, TaskRef
     from distributed import Future
 
-    from .compile.taskspec import graph_expr
+    from .compile.taskspec import send_graph
     from .runtime import run_unit
     from .submit import encode_where
     backend: Any = h.backend
@@ -142,7 +142,7 @@ def _retry_cluster(h: WorkflowHandle, cg: Any, rerun: dict[str, str], reset: lis
                "reset": reset, "result": encode_where(h.result)})
     keys = list(graph)
     # the reused and previous units are referenced by key: keep futures on them meanwhile
-    futures = conn.client.get(graph_expr(graph, keys), keys, sync=False)
+    futures = send_graph(conn.client, graph, keys)
     backend.futures.update(dict(zip(keys, futures)))
     for old, f in old_futures.items():
         backend.futures.pop(old, None)

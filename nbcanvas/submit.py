@@ -15,7 +15,7 @@ from typing import Any
 from .canvas import Signature, iter_nodes
 from .cluster import Connection, connection
 from .compile import Lst, NodeInfo, Ref, compile_canvas
-from .compile.taskspec import graph_expr, to_dask_graph
+from .compile.taskspec import send_graph, to_dask_graph
 from .eager import _app_of, node_rows
 from .errors import ImproperlyConfigured, ResultNotFound, TimeoutError, WorkflowLost
 from .events import drop_store, get_store, register_store
@@ -207,7 +207,7 @@ def submit(sig: Signature) -> Any:
     conn.send({"op": "nbcanvas-register", "record": record})
     try:
         keys = list(cg.units)
-        futures = dict(zip(keys, conn.client.get(graph_expr(graph, keys), keys, sync=False)))
+        futures = dict(zip(keys, send_graph(conn.client, graph, keys)))
     except Exception as e:
         _unregister(conn, wf)
         raise _name_unpicklable(cg, e) from e

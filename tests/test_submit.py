@@ -172,6 +172,27 @@ def test_workers_option_runs_on_that_worker(dask_client):
         r.forget()
 
 
+def test_units_are_sent_in_dependency_order_as_their_priority(dask_client):
+    sig = nc.chain(add.s(1, 1), nc.group(inc.s(), nc.chain(inc.s(), inc.s())), tsum.s(),
+                   nc.group(inc.s(), inc.s()), tsum.s()).freeze()
+    cg = compile_canvas(sig, sig.id, parallelism=2, fusion=False, batching=False)
+    order = list(cg.units)
+    for i, unit in enumerate(cg.units.values()):
+        assert all(order.index(d) < i for d in unit.deps), (unit.key, unit.deps)
+    app.fusion, app.batching = False, False  # one unit per step: many units to order
+    try:
+        r = sig.delay()
+    finally:
+        app.fusion, app.batching = True, True
+    assert r.get(timeout=60) == 16  # 2; [3, 4]; 7; [8, 8]; 16
+    keys = list(r.handle.backend.futures)
+    assert len(keys) > 5
+    prios = dask_client.run_on_scheduler(
+        lambda dask_scheduler, keys=keys: [dask_scheduler.tasks[k].priority[-1] for k in keys])
+    assert prios == list(range(len(keys)))  # given, not computed by dask.order
+    r.forget()
+
+
 def test_priority_reaches_the_scheduler(dask_client):
     high = add.s(1, 1).set(priority=5).delay()
     plain = add.s(1, 1).delay()

@@ -108,7 +108,7 @@ def execute_on_cluster(sig: Any, ctx: Ctx) -> Any:
     """Run a canvas with fan-out from inside a task: submitted by the worker's own client."""
     from distributed import worker_client
     from ..compile import compile_canvas
-    from ..compile.taskspec import graph_expr, to_dask_graph
+    from ..compile.taskspec import send_graph, to_dask_graph
     with worker_client() as client:
         nthreads = sum(w.get("nthreads", 1) for w in
                        client.scheduler_info().get("workers", {}).values()) or 1
@@ -116,7 +116,7 @@ def execute_on_cluster(sig: Any, ctx: Ctx) -> Any:
         ctx.sink.flush()
         graph = to_dask_graph(cg)
         keys = list(cg.units)
-        futures = client.get(graph_expr(graph, keys), keys, sync=False)
+        futures = send_graph(client, graph, keys)
         done = dict(zip(keys, client.gather(futures)))
     for res in done.values():
         ctx.results.update(res.outcomes)
