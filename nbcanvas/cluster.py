@@ -167,7 +167,10 @@ def embedded_cluster() -> Client:
         # deserialization to one); atexit alone runs after that.
         early = getattr(threading, "_register_atexit", None)
         if early is not None:
-            early(_close_at_exit)
+            try:
+                early(_close_at_exit)
+            except RuntimeError:  # first use while the interpreter is already shutting down
+                pass
         atexit.register(_close_at_exit)
         return client
 
