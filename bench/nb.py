@@ -228,6 +228,7 @@ def _nested(t: NbTasks, s: Sizes, repeat: int) -> Cell:
 
 def workloads(t: NbTasks, s: Sizes, repeat: int, client: Any) -> dict[str, Cell]:
     """Every row for one nbcanvas system (``client``: its cluster's client)."""
+    from nbcanvas.cluster import scheduler_address
     nc, add, tsum = t.nc, t.add, t.tsum
     log("  warm-up")
     _run_get(nc.group(add.s(i, i) for i in range(200)), [2 * i for i in range(200)])
@@ -255,7 +256,7 @@ def workloads(t: NbTasks, s: Sizes, repeat: int, client: Any) -> dict[str, Cell]
     r["nested"] = guarded("nested chords", lambda: _nested(t, s, repeat))
     r["render"] = guarded("render", lambda: _render(t, s, repeat))
     r["liveview"] = guarded("live view", lambda: live_view_overhead(t, s, repeat))
-    r["memory"] = guarded("memory", lambda: run_probe("nbcanvas", client.scheduler.address,
+    r["memory"] = guarded("memory", lambda: run_probe("nbcanvas", scheduler_address(client),
                                                       s.memory))
     return r
 
@@ -274,7 +275,7 @@ def run_nbcanvas(kind: str, s: Sizes, repeat: int) -> dict[str, Cell]:
                 raise RuntimeError("nbcanvas did not use its embedded cluster (a current Client "
                                    "or a scheduler address is set)")
             conn.client.wait_for_workers(conn.nthreads, timeout=60)
-            log(f"nbcanvas embedded cluster at {conn.client.scheduler.address} "
+            log(f"nbcanvas embedded cluster at {conn.address} "
                 f"({conn.nthreads} worker threads)")
             return workloads(t, s, repeat, conn.client)
         finally:

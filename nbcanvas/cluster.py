@@ -28,7 +28,7 @@ from .plugins import NbcanvasScheduler, NbcanvasWorker
 from .runtime.emit import TOPIC
 
 __all__ = ["Connection", "connection", "connect", "embedded_cluster", "close_embedded",
-           "in_task", "off_the_pool", "CONNECT_TIMEOUT"]
+           "in_task", "off_the_pool", "scheduler_address", "CONNECT_TIMEOUT"]
 
 CONNECT_TIMEOUT = 5.0
 _lock = threading.RLock()
@@ -47,7 +47,7 @@ class Connection:
             client.register_plugin(NbcanvasWorker(0.0 if embedded else None))
         except Exception as e:  # e.g. nbcanvas not installed where the scheduler runs
             raise ImproperlyConfigured(
-                f"could not install nbcanvas on the cluster at {client.scheduler.address}: "
+                f"could not install nbcanvas on the cluster at {scheduler_address(client)}: "
                 f"{type(e).__name__}: {e}. nbcanvas must be installed on the scheduler and the "
                 f"workers (like any library your tasks import)") from e
         client.subscribe_topic(TOPIC, dispatch)
@@ -62,6 +62,12 @@ class Connection:
         """
         self.client.scheduler_comm.interval = 0.0
         self.client.sync(self.client.scheduler.nbcanvas_tune, client=self.client.id, interval=0.0)
+
+    @property
+    def address(self) -> str:
+        """The scheduler's address as other processes reach it (TCP for the embedded cluster,
+        whose own client talks to it in memory)."""
+        return scheduler_address(self.client)
 
     @property
     def nthreads(self) -> int:
@@ -158,10 +164,11 @@ def embedded_cluster() -> Client:
             return _embedded[1]
         from distributed import LocalCluster
         n = os.cpu_count() or 2
-        with dask.config.set({"distributed.scheduler.worker-saturation": "inf"}):
+        with dask.config.set({"distributed.scheduler.worker-saturation": "inf",
+                              **_fast_event_loop()}):
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                    dashboard_address=":0", silence_logs=logging.ERROR)
-            client = Client(cluster, set_as_default=False)
+            client = _in_memory_client(cluster)
         _embedded[:] = [cluster, client]
         # Close before Python shuts its thread pools down (the scheduler offloads graph
         # deserialization to one); atexit alone runs after that.
@@ -173,6 +180,45 @@ def embedded_cluster() -> Client:
                 pass
         atexit.register(_close_at_exit)
         return client
+
+
+def _fast_event_loop() -> dict[str, str]:
+    """uvloop for the embedded cluster's event loops (its scheduler thread and its worker
+    processes), when installed and dask's ``distributed.admin.event-loop`` is left at its
+    default: each hop of a message wakes up sooner (about 0.3 ms of a single task's round
+    trip here). The kernel's own event loop is not touched.
+    """
+    if dask.config.get("distributed.admin.event-loop", "tornado") != "tornado":
+        return {}  # the user chose one
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return {}
+    return {"distributed.admin.event-loop": "uvloop"}
+
+
+def _in_memory_client(cluster: Any) -> Client:
+    """A client that reaches the embedded scheduler in memory, not over TCP.
+
+    The scheduler lives in this process on the loop the client uses, so the client connects
+    through an extra ``inproc://`` listener: messages are handed over as objects on one event
+    loop, with no framing, serialisation of the envelope or socket wake-up (about 0.9 ms of a
+    single task's 3.5 ms round trip here). Workers, other processes and other kernels still
+    reach the scheduler over TCP at ``client.scheduler_info()["address"]``.
+    """
+    cluster.sync(cluster.scheduler.listen, "inproc://")
+    address = cluster.scheduler.listeners[-1].contact_address
+    client = Client(address, loop=cluster.loop, set_as_default=False)
+    client.cluster = cluster  # dashboard link, scheduler_info and wait_for_workers, as Client(cluster)
+    return client
+
+
+def scheduler_address(client: Client) -> str:
+    """Where other processes reach ``client``'s scheduler (not the in-memory ``inproc://``)."""
+    cluster_address = getattr(getattr(client, "cluster", None), "scheduler_address", None)
+    if isinstance(cluster_address, str) and "://" in cluster_address:
+        return cluster_address
+    return str(client.scheduler.address)
 
 
 def _close_at_exit() -> None:

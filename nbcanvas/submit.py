@@ -60,7 +60,7 @@ class ClusterBackend:
         """Why the cluster cannot deliver: the scheduler is gone, or a unit could not run."""
         client = self.conn.client
         try:
-            address = client.scheduler.address
+            address = self.conn.address
         except Exception:
             address = "?"
         cancelled = [f for f in futs if f.cancelled()]
@@ -185,7 +185,7 @@ def submit(sig: Signature) -> Any:
     used = guess
     conn = connection(app)
     if conn.client.status != "running":  # e.g. "connecting": the scheduler went away
-        raise WorkflowLost(f"not connected to the scheduler at {conn.client.scheduler.address} "
+        raise WorkflowLost(f"not connected to the scheduler at {conn.address} "
                            f"(client {conn.client.status}): nothing was sent")
     real = conn.nthreads
     if batching and real != guess:
@@ -258,7 +258,7 @@ def reattach(id: str, app: Any = None) -> WorkflowHandle:
     rec = conn.rpc("nbcanvas_lookup", id=id)
     if rec is None:
         raise ResultNotFound(f"no workflow with a task or result id {id!r} is known to the "
-                             f"scheduler at {conn.client.scheduler.address}: it was never sent "
+                             f"scheduler at {conn.address}: it was never sent "
                              f"there, or it was forgotten")
     rec = _lists(rec)
     wf = rec["id"]

@@ -69,14 +69,27 @@ def test_embedded_cluster_started_on_first_use_and_closed_quietly():
         r = (add.s(2, 2) | add.s(4)).delay()
         print("result", r.get(timeout=60))
         print("empty", nc.group([]).delay().get(timeout=60))  # done at once: not "running"
-        from nbcanvas.cluster import _embedded
+        from nbcanvas.cluster import _embedded, connection
         print("workers", len(_embedded[0].workers))
+        client, conn = nc.connect(), connection()
+        # this process's client talks to the scheduler in memory; other processes use TCP
+        print("comms", client.scheduler.address.split("://")[0], conn.address.split("://")[0],
+              client.scheduler_info()["address"] == conn.address)
+        print("dashboard", client.dashboard_link.startswith("http://"))
+        async def loop_kind():
+            import asyncio
+            return type(asyncio.get_running_loop()).__module__.split(".")[0]
+        kinds = set(client.run(loop_kind).values())
+        kinds.add(type(client.loop.asyncio_loop).__module__.split(".")[0])
+        print("loops", sorted(kinds))
     """
     env = {"DASK_SCHEDULER_ADDRESS": ""}
     out = _run(code, env)
     assert out.returncode == 0, out.stderr
     assert "result 8" in out.stdout and "empty []" in out.stdout
     assert f"workers {os.cpu_count()}" in out.stdout
+    assert "comms inproc tcp True" in out.stdout and "dashboard True" in out.stdout
+    assert "loops ['uvloop']" in out.stdout  # the scheduler's thread and every worker
     assert "Traceback" not in out.stderr and "ERROR" not in out.stderr, out.stderr
     assert "nbcanvas:" not in out.stderr  # nothing was left running
 
