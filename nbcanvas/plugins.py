@@ -16,7 +16,8 @@ from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 
 from .runtime.emit import TOPIC
 
-__all__ = ["NbcanvasScheduler", "NbcanvasWorker", "HOLDER", "summary"]
+__all__ = ["NbcanvasScheduler", "NbcanvasWorker", "HOLDER", "INLINE_UNITS", "summary",
+           "inline_small_graphs"]
 
 logger = logging.getLogger("nbcanvas")
 
@@ -52,6 +53,49 @@ def summary(rec: dict[str, Any]) -> dict[str, Any]:
             "finished": finished}
 
 
+#: nbcanvas graphs of at most this many units are unpacked on the scheduler's event loop.
+INLINE_UNITS = 64
+
+
+def _small_nbcanvas_graph(expr: Any) -> bool:
+    """``expr`` is an nbcanvas graph (``graph_expr`` names it ``nbcanvas-<key>-<units>``) of
+    at most ``INLINE_UNITS`` units."""
+    token = getattr(expr, "_determ_token", None)
+    if not isinstance(token, str) or not token.startswith("nbcanvas-"):
+        return False
+    units = token.rsplit("-", 1)[-1]
+    return units.isdigit() and int(units) <= INLINE_UNITS
+
+
+def inline_small_graphs() -> bool:
+    """Unpack small nbcanvas graphs on the scheduler's event loop, not on its offload thread.
+
+    distributed hands every graph to a one-thread pool to unpack (``_materialize_graph``), so
+    that a large graph never blocks the scheduler's loop. For a graph of a few units the
+    unpacking takes about 20 µs, and the two thread hand-offs around it cost 0.2 ms of a
+    single task's round trip. Other graphs, and nbcanvas graphs of more than
+    ``INLINE_UNITS`` units, are offloaded as before. False if this distributed has no such
+    step (then nothing changes).
+    """
+    import distributed.scheduler as ds
+    current = getattr(ds, "offload", None)
+    if current is None or not hasattr(ds, "_materialize_graph"):
+        return False
+    if getattr(current, "nbcanvas", False):
+        return True
+
+    def offload(func: Any, /, *args: Any, **kwargs: Any) -> Any:
+        if func is ds._materialize_graph and _small_nbcanvas_graph(kwargs.get("expr")):
+            async def inline() -> Any:
+                return func(*args, **kwargs)
+            return inline()
+        return current(func, *args, **kwargs)
+
+    offload.nbcanvas = True  # type: ignore[attr-defined]
+    ds.offload = offload
+    return True
+
+
 def _guarded(fn: Any) -> Any:
     def handler(**kwargs: Any) -> None:
         try:
@@ -77,6 +121,7 @@ class NbcanvasScheduler(SchedulerPlugin):
 
     async def start(self, scheduler: Any) -> None:
         self.scheduler = scheduler
+        inline_small_graphs()
         # A stream handler that raises would close the client's stream: never let one raise.
         scheduler.stream_handlers["nbcanvas-register"] = _guarded(self.register)
         scheduler.stream_handlers["nbcanvas-retry"] = _guarded(self.retry)
