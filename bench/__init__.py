@@ -30,6 +30,7 @@ class Sizes:
     chain: int = 1_000             # steps
     chord: int = 5_000             # header tasks -> 1 body
     latency_samples: int = 300     # delay().get() samples after warm-up (>= 200)
+    duel_blocks: int = 12          # nbcanvas vs Celery round trips: alternating blocks each
     small_group_samples: int = 30  # .get() of a group of 1 and of 10
     par_tasks: int = 200           # tasks of par_ms each, for parallel efficiency
     par_ms: float = 10.0
@@ -52,7 +53,8 @@ class Sizes:
 
     @classmethod
     def quick_sizes(cls) -> Sizes:
-        return cls(group=200, chain=20, chord=100, latency_samples=20, small_group_samples=4,
+        return cls(group=200, chain=20, chord=100, latency_samples=20, duel_blocks=2,
+                   small_group_samples=4,
                    par_tasks=20, pipe=50, compile=200, nested_depth=3, nested_fanout=2,
                    render=200, liveview=200, memory=2_000, kill_tasks=40, kill_runs=2,
                    quick=True)
@@ -108,6 +110,8 @@ def workloads(s: Sizes, kill: bool = False) -> list[Workload]:
         Workload("chord", f"chord {_n(s.chord)}→1", "s", t["chord"]),
         Workload("latency_p50", "delay().get() p50", "ms", t["latency_p50"]),
         Workload("latency_p90", "delay().get() p90", "ms"),
+        Workload("duel_p50", "delay().get() p50, alternating with Celery", "ms"),
+        Workload("duel_p90", "delay().get() p90, alternating with Celery", "ms"),
         Workload("group1_get", "group of 1 .get()", "ms", t["group1_get"]),
         Workload("group10_get", "group of 10 .get()", "ms", t["group10_get"]),
         Workload("par_eff", f"parallel efficiency {s.par_tasks}×{s.par_ms:g} ms", "%",

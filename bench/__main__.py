@@ -1,4 +1,4 @@
-"""``python -m bench [--quick] [--only nbcanvas,dask,celery,kill] [--repeat N]``.
+"""``python -m bench [--quick] [--only nbcanvas,dask,celery,duel,kill] [--repeat N]``.
 
 Runs the systems one after the other (each on its own cluster, closed before the next starts:
 the machine has 2 cores), prints the table, writes ``bench/results/<timestamp>.json``, and for
@@ -27,9 +27,10 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "nbcanvas": ("nbcanvas-embedded", "nbcanvas-localcluster"),
     "dask": ("dask-defaults", "dask-tuned"),
     "celery": ("celery-redis", "celery-eager"),
+    "duel": ("nbcanvas-embedded", "celery-redis"),
     "kill": (),
 }
-DEFAULT_ONLY = ("nbcanvas", "dask", "celery")
+DEFAULT_ONLY = ("nbcanvas", "dask", "celery", "duel")
 
 
 def _versions() -> dict[str, str]:
@@ -80,6 +81,13 @@ def run_all(only: tuple[str, ...], s: Sizes, repeat: int) -> tuple[dict[str, dic
                 extra.update(meta)
             results[system] = cells
         log(f"== Celery done in {time.perf_counter() - t0:.0f} s")
+    if "duel" in only:
+        from .duel import run_duel
+        log("== nbcanvas embedded and Celery+Redis round trips, alternating")
+        t0 = time.perf_counter()
+        for system, cells in run_duel(s).items():
+            results.setdefault(system, {}).update(cells)
+        log(f"== alternating round trips done in {time.perf_counter() - t0:.0f} s")
     if "kill" in only:
         from .kill import run_kill
         log("== worker kill (issue 12.1)")
@@ -94,7 +102,7 @@ def run_all(only: tuple[str, ...], s: Sizes, repeat: int) -> tuple[dict[str, dic
 
 
 _INTRO = (
-    "`make bench` (or `python -m bench [--quick] [--only nbcanvas,dask,celery,kill] "
+    "`make bench` (or `python -m bench [--quick] [--only nbcanvas,dask,celery,duel,kill] "
     "[--repeat N]`) runs the same workloads, trivial tasks unless said, on nbcanvas, raw dask "
     "and Celery, one system after the other on the same machine, and prints this table. "
     "Columns: **nbcanvas embedded** is nbcanvas's own cluster (2 worker processes × 1 thread, "
@@ -110,7 +118,11 @@ _INTRO = (
     "no equivalent; `—`: not run; `err`: failed (the reason is listed under the table). Full "
     "numbers, runs and notes: `bench/results/latest.json`.")
 _ROWS = (
-    "Rows: *build+compile* is building the group, `freeze()` and "
+    "Rows: *alternating with Celery* is the single-task round trip measured with nbcanvas's "
+    "embedded cluster and Celery+Redis running side by side, in blocks of 25 that alternate "
+    "between the two (`bench/duel.py`), so both see the same machine; the plain latency rows "
+    "measure each system on its own, minutes apart. *build+compile* is building the group, "
+    "`freeze()` and "
     "`nbcanvas.compile.compile_canvas(..., parallelism=2)` (the JSON note splits the three; for "
     "dask it is building the `Task` dict, for Celery build + `freeze()`); *nested chords* is a "
     "chord whose header holds 3 chords, 6 levels deep (364 chords, 729 tasks); *parallel "
@@ -143,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (for the test)")
     ap.add_argument("--only", default=",".join(DEFAULT_ONLY),
-                    help="comma-separated: nbcanvas,dask,celery,kill (default: all but kill)")
+                    help="comma-separated: nbcanvas,dask,celery,duel,kill (default: all but kill)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per throughput workload")
     ap.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--no-readme", action="store_true", help="leave README.md alone")

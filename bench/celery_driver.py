@@ -3,6 +3,9 @@
 ``python -m bench.celery_driver --mode redis|eager --sizes JSON --repeat N --out FILE``
 writes ``{workload: cell}`` as JSON. ``redis`` needs the Redis server and the prefork worker
 that ``bench.celery_side`` started; ``eager`` sets ``task_always_eager`` and runs in process.
+``--mode serve`` (same worker) warms up, prints ``ready``, then answers each ``lat N`` line on
+stdin with a JSON list of N ``delay().get()`` round trips in ms, until ``quit``: the bench
+alternates blocks of these with nbcanvas's (``bench.duel``).
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from . import Sizes
 from .common import Cell, cell, guarded, log, measure, na, percentile, split_latency
 from .tasks import nested_chords
 
-__all__ = ["run", "wait_for_worker", "main"]
+__all__ = ["run", "serve", "wait_for_worker", "main"]
 
 TIMEOUT = 600.0
 
@@ -152,13 +155,41 @@ def run(mode: str, s: Sizes, repeat: int) -> dict[str, Cell]:
     return r
 
 
+def serve(lines: Any = None, out: Any = None) -> None:
+    """Answer ``lat N`` lines with N round trips each (see the module's docstring)."""
+    from .celery_app import add, app
+    lines = sys.stdin if lines is None else lines
+    out = sys.stdout if out is None else out
+    wait_for_worker(app)
+    for i in range(30):
+        add.delay(i, 1).get(timeout=TIMEOUT)
+    print("ready", file=out, flush=True)
+    for line in lines:
+        words = line.split()
+        if not words or words[0] != "lat":
+            break
+        lat = []
+        for i in range(int(words[1])):
+            t0 = time.perf_counter()
+            if add.delay(i, 1).get(timeout=TIMEOUT) != i + 1:
+                raise AssertionError("wrong result")
+            lat.append((time.perf_counter() - t0) * 1e3)
+        print(json.dumps(lat), file=out, flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--mode", choices=("redis", "eager"), required=True)
-    ap.add_argument("--sizes", required=True, help="JSON of bench.Sizes")
+    ap.add_argument("--mode", choices=("redis", "eager", "serve"), required=True)
+    ap.add_argument("--sizes", default="{}", help="JSON of bench.Sizes")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", help="the JSON file (redis and eager modes)")
     a = ap.parse_args(argv)
+    if a.mode == "serve":
+        serve()
+        sys.stdout.flush()
+        os._exit(0)
+    if not a.out:
+        ap.error("--out is required in redis and eager modes")
     res = run(a.mode, Sizes.from_dict(json.loads(a.sizes)), a.repeat)
     import celery
     res["_meta"] = {"celery": celery.__version__}  # type: ignore[assignment]

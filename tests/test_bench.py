@@ -127,3 +127,18 @@ def test_quick_run_celery(tmp_path: Path) -> None:
     rep = _run_bench(tmp_path, "celery", timeout=240)
     assert rep["systems"] == ["celery-redis", "celery-eager"]
     assert isinstance(rep["results"]["celery-redis"]["chord"]["value"], float)
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+@pytest.mark.skipif(not (ROOT / "bench" / ".celery-venv" / ".bench-installed").exists()
+                    or shutil.which("redis-server") is None,
+                    reason="needs bench/.celery-venv (made by `make bench`) and redis-server")
+def test_quick_run_duel(tmp_path: Path) -> None:
+    rep = _run_bench(tmp_path, "duel", timeout=240)
+    assert rep["systems"] == ["nbcanvas-embedded", "celery-redis"]
+    assert [w["key"] for w in rep["workloads"]] == ["duel_p50", "duel_p90"]
+    for system in rep["systems"]:
+        p50, p90 = (rep["results"][system][k] for k in ("duel_p50", "duel_p90"))
+        assert 0 < p50["value"] <= p90["value"], (system, p50, p90)
+        assert "alternating" in p50["note"]
