@@ -6,6 +6,7 @@ then SIGKILL to its own process group) however the bench ends.
 """
 from __future__ import annotations
 
+import gc
 import math
 import os
 import signal
@@ -78,11 +79,13 @@ def measure(run: Callable[[], float], repeat: int, budget: float = 20.0,
 
     Stops early, after at least one run, once the runs took more than ``budget`` seconds in all
     (the note then says how many runs were made): the slowest systems would otherwise blow the
-    bench's time budget.
+    bench's time budget. Each call starts after a full garbage collection (not timed), so that
+    no run pays for the garbage of the one before it.
     """
     runs: list[float] = []
     t0 = time.perf_counter()
     for _ in range(max(1, repeat)):
+        gc.collect()
         runs.append(run())
         if time.perf_counter() - t0 > budget:
             break

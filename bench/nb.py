@@ -65,9 +65,12 @@ def live_view_overhead(t: NbTasks, s: Sizes, repeat: int) -> Cell:
 
     The view is ``nbcanvas.widgets.live_view(result)`` made right after ``delay()`` (widgets,
     SVG diagram and progress bars redrawn from the event store by its pacer thread, as in a
-    kernel with no frontend attached); runs with and without it alternate, and the value is
-    ``min(with) / min(without) − 1`` (on a shared machine other load only adds time, so the
-    best run of each is the cleanest signal). While nbcanvas has no live view this is n/a.
+    kernel with no frontend attached). Runs come in pairs, one with the view and one without,
+    the pair's order swapping each time; the value is the median over the pairs of
+    ``with / without − 1``. On a shared machine the background load comes and goes in bursts
+    that can double a run's time: the two runs of a pair see about the same load, so their
+    ratio cancels it, and the median drops the pairs a burst split. While nbcanvas has no live
+    view this is n/a.
     """
     try:
         from nbcanvas.widgets import live_view
@@ -78,6 +81,7 @@ def live_view_overhead(t: NbTasks, s: Sizes, repeat: int) -> Cell:
     renders: list[int] = []
 
     def run(view: bool) -> float:
+        gc.collect()  # no run pays for the garbage of the one before it
         t0 = time.perf_counter()
         r = t.nc.group(t.add.s(i, i) for i in range(s.liveview)).delay()
         lv = live_view(r) if view else None
@@ -96,14 +100,18 @@ def live_view_overhead(t: NbTasks, s: Sizes, repeat: int) -> Cell:
     except Exception as e:  # noqa: BLE001
         return na(f"n/a: live_view(result) failed: {type(e).__name__}: {str(e)[:160]}")
     plain, viewed = [], []
-    for _ in range(max(repeat, 7)):
-        plain.append(run(False))
-        viewed.append(run(True))
-    a, b = min(plain), min(viewed)  # other load only adds time: the minimum is the signal
-    return cell((b / a - 1.0) * 100.0, [x - y for x, y in zip(viewed, plain, strict=True)],
-                f"best {b:.3f} s with the view vs {a:.3f} s without ({len(plain)} alternating "
-                f"pairs; medians {statistics.median(viewed):.3f} / "
-                f"{statistics.median(plain):.3f} s); SVG renders per view: "
+    for i in range(max(repeat, 11)):
+        if i % 2:
+            viewed.append(run(True))
+            plain.append(run(False))
+        else:
+            plain.append(run(False))
+            viewed.append(run(True))
+    ratios = [(v / p - 1.0) * 100.0 for v, p in zip(viewed, plain, strict=True)]
+    return cell(statistics.median(ratios), ratios,
+                f"median of {len(ratios)} pairs (with / without the view − 1); medians "
+                f"{statistics.median(viewed):.3f} s with, {statistics.median(plain):.3f} s "
+                f"without, best {min(viewed):.3f} / {min(plain):.3f} s; SVG renders per view: "
                 f"{statistics.median(renders):.0f}")
 
 

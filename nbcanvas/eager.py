@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from .canvas import Signature
+from .canvas.walk import title
 from .compile import compile_canvas
 from .events import drop_store, register_store
 from .handle import EagerBackend, WorkflowHandle, register_handle, supersede
@@ -34,7 +35,7 @@ def run_eager(sig: Signature) -> Any:
     ctx = Ctx(wf, Sink(store.apply), execute_local, host="eager", eager=True)
     done = run_units_local(cg.units, ctx)
     handle = register_handle(WorkflowHandle(wf, rows, cg.result, store, EagerBackend(done),
-                                            canvas=sig, app=_app_of(sig)))
+                                            canvas=sig, app=_app_of(sig), name=title(sig)))
     return result_for(wf, handle)
 
 

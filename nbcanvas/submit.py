@@ -12,7 +12,8 @@ import os
 import time
 from typing import Any
 
-from .canvas import Signature, iter_nodes
+from .canvas import Signature
+from .canvas.walk import title
 from .cluster import Connection, connection
 from .compile import Lst, NodeInfo, Ref, compile_canvas
 from .compile.taskspec import send_graph, to_dask_graph
@@ -200,7 +201,7 @@ def submit(sig: Signature) -> Any:
     graph = to_dask_graph(cg)
     compile_args = {"parallelism": used, "fusion": fusion, "batching": batching, "salt": salt,
                     "tiny": tiny}
-    record = {"id": wf, "name": _name_of(sig), "structure": sig.to_dict(strict=False),
+    record = {"id": wf, "name": title(sig), "structure": sig.to_dict(strict=False),
               "compile": compile_args,
               "nodes": {i: list(r) for i, r in rows.items()}, "result": encode_where(cg.result),
               "keys": list(cg.units), "created": store.created}
@@ -232,17 +233,6 @@ def _unregister(conn: Connection, wf: str, deadline: float = 5.0) -> None:
             time.sleep(0.01)  # the record is in flight on the stream: ask again
     except Exception:  # noqa: BLE001 - the caller reports the original error
         pass
-
-
-def _name_of(sig: Signature) -> str:
-    names = []
-    for node in iter_nodes(sig, include_callbacks=False):
-        if node._type is not None and node.name not in names:
-            names.append(node.name)
-        if len(names) == 3:
-            break
-    kind = sig.kind if sig.kind != "signature" else ""
-    return (f"{kind}: " if kind else "") + " → ".join(names)
 
 
 def reattach(id: str, app: Any = None) -> WorkflowHandle:

@@ -12,7 +12,8 @@ from nbcanvas.cluster import connection
 from nbcanvas.compile import Lst, Ref, compile_canvas
 from nbcanvas.events import drop_store
 from nbcanvas.handle import drop_handle, find_handle
-from nbcanvas.submit import _lists, _name_of, decode_where, encode_where
+from nbcanvas.canvas.walk import title as _name_of
+from nbcanvas.submit import _lists, decode_where, encode_where
 
 pytestmark = pytest.mark.cluster
 app = nc.App("tests.test_submit", set_as_current=False)

@@ -300,3 +300,25 @@ def test_pacer_stops_when_fn_says_done_and_survives_errors():
     assert p.wait_idle(10) and p.closed and len(calls) == 2
     p.poke()  # closed: ignored
     assert p.wait_idle(10) and len(calls) == 2
+
+
+def test_the_view_names_a_workflow_from_its_handle_without_walking_the_canvas():
+    from nbcanvas.widgets.model import source_of
+    r = chord([fetch.s(i) for i in range(3)], aggregate.s()).apply()
+    assert r.handle.name == "chord: fetch → aggregate"
+    assert source_of(r).name == "chord fetch → aggregate"
+    big = group(fetch.s(i) for i in range(2000)).apply()
+    walked: list[int] = []
+    import nbcanvas.canvas as canvas
+    import nbcanvas.canvas.walk as walk
+    original = walk.iter_nodes
+
+    def counting(*a, **k):
+        walked.append(1)
+        return original(*a, **k)
+    canvas.iter_nodes = walk.iter_nodes = counting
+    try:
+        assert source_of(big).name == "group fetch"
+    finally:
+        canvas.iter_nodes = walk.iter_nodes = original
+    assert walked == []  # a 2000-member group is not walked again for its name

@@ -21,7 +21,7 @@ from typing import Any
 from .base import Signature, new_ids, no_gc
 from .primitives import branch, chain, chord, chunks, foreach, group
 
-__all__ = ["freeze", "iter_nodes", "count_nodes", "rekey", "no_gc"]
+__all__ = ["freeze", "iter_nodes", "count_nodes", "rekey", "no_gc", "title"]
 
 
 class _Ids:
@@ -94,6 +94,26 @@ def iter_nodes(sig: Signature, include_callbacks: bool = True) -> Iterator[Signa
         if include_callbacks:
             kids += [*node.links, *node.errbacks]
         stack.extend(reversed(kids))
+
+
+def title(sig: Signature) -> str:
+    """``chord: add → inc → tsum``: the canvas's kind and its first three task names (the
+    name of a workflow in records, listings and live views).
+
+    >>> from nbcanvas import App, chain
+    >>> app = App("title-doc", set_as_current=False)
+    >>> add = app.task(lambda x, y: x + y, name="add")
+    >>> title(chain(add.s(1, 1), add.s(2)))
+    'chain: add'
+    """
+    names: list[str] = []
+    for node in iter_nodes(sig, include_callbacks=False):
+        if node._type is not None and node.name not in names:
+            names.append(node.name)
+            if len(names) == 3:
+                break
+    kind = sig.kind if sig.kind != "signature" else ""
+    return (f"{kind}: " if kind else "") + " → ".join(names)
 
 
 def count_nodes(sig: Signature) -> int:

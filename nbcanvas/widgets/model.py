@@ -164,6 +164,7 @@ def _bar(label: str, counts: Counter[str], started: float | None, ended: float |
 
 
 _PARTS: Final = ("tasks", "header", "body", "cond", "then", "otherwise", "links", "errbacks")
+_PARTS_REVERSED: Final = tuple(reversed(_PARTS))
 
 
 def structure_steps(structure: Mapping[str, Any]) -> dict[str, int]:
@@ -185,15 +186,18 @@ def structure_steps(structure: Mapping[str, Any]) -> dict[str, int]:
         stack = [part]
         while stack:
             d = stack.pop()
-            if not isinstance(d, Mapping):
+            if type(d) is not dict and not isinstance(d, Mapping):  # plain dicts: no abc check
                 continue
-            if isinstance(d.get("id"), str) and d is not top:
-                out.setdefault(d["id"], n)
-            for k in reversed(_PARTS):
+            i = d.get("id")
+            if type(i) is str and d is not top:
+                out.setdefault(i, n)
+            for k in _PARTS_REVERSED:
                 v = d.get(k)
-                if isinstance(v, list):
+                if not v:
+                    continue
+                if type(v) is list:
                     stack.extend(reversed(v))
-                elif isinstance(v, Mapping):
+                elif type(v) is dict or isinstance(v, Mapping):
                     stack.append(v)
     return out
 
@@ -347,17 +351,7 @@ def source_of(obj: Any) -> Source:
 
 
 def _name(handle: Any) -> str:
-    """``chord fetch_user_data → aggregate_stats``: the kind and the first three task names
-    (the same for a run here, on a cluster, or re-attached from the scheduler's record)."""
-    canvas = getattr(handle, "canvas", None)
-    if canvas is None:
-        return str(handle.name).replace(": ", " ", 1)
-    from ..canvas import iter_nodes
-    names: list[str] = []
-    for node in iter_nodes(canvas, include_callbacks=False):
-        if getattr(node, "_type", None) is not None and node.name not in names:
-            names.append(node.name)
-        if len(names) == 3:
-            break
-    kind = canvas.kind if canvas.kind != "signature" else ""
-    return " ".join(filter(None, [kind, " → ".join(names)])) or str(handle.name)
+    """``chord fetch_user_data → aggregate_stats``: the kind and the first three task names,
+    from the handle's name (``canvas.walk.title``, computed once when it was sent; the same
+    for a run here, on a cluster, or re-attached from the scheduler's record)."""
+    return str(handle.name).replace(": ", " ", 1)
