@@ -100,7 +100,7 @@ def live_view_overhead(t: NbTasks, s: Sizes, repeat: int) -> Cell:
     except Exception as e:  # noqa: BLE001
         return na(f"n/a: live_view(result) failed: {type(e).__name__}: {str(e)[:160]}")
     plain, viewed = [], []
-    for i in range(max(repeat, 11)):
+    for i in range(max(repeat, 21)):
         if i % 2:
             viewed.append(run(True))
             plain.append(run(False))
