@@ -118,11 +118,16 @@ def test_quick_run_nbcanvas_and_dask(tmp_path: Path) -> None:
     assert isinstance(live["value"], float) or live["note"].startswith("n/a")
 
 
+#: Celery runs in its own venv (made by `make bench`) against a redis-server it starts.
+needs_celery = pytest.mark.skipif(
+    not (ROOT / "bench" / ".celery-venv" / ".bench-installed").exists()
+    or shutil.which("redis-server") is None,
+    reason="needs bench/.celery-venv (made by `make bench`) and redis-server")
+
+
 @pytest.mark.cluster
 @pytest.mark.slow
-@pytest.mark.skipif(not (ROOT / "bench" / ".celery-venv" / ".bench-installed").exists()
-                    or shutil.which("redis-server") is None,
-                    reason="needs bench/.celery-venv (made by `make bench`) and redis-server")
+@needs_celery
 def test_quick_run_celery(tmp_path: Path) -> None:
     rep = _run_bench(tmp_path, "celery", timeout=240)
     assert rep["systems"] == ["celery-redis", "celery-eager"]
@@ -131,9 +136,7 @@ def test_quick_run_celery(tmp_path: Path) -> None:
 
 @pytest.mark.cluster
 @pytest.mark.slow
-@pytest.mark.skipif(not (ROOT / "bench" / ".celery-venv" / ".bench-installed").exists()
-                    or shutil.which("redis-server") is None,
-                    reason="needs bench/.celery-venv (made by `make bench`) and redis-server")
+@needs_celery
 def test_quick_run_duel(tmp_path: Path) -> None:
     rep = _run_bench(tmp_path, "duel", timeout=240)
     assert rep["systems"] == ["nbcanvas-embedded", "celery-redis"]
