@@ -18,6 +18,7 @@ import pytest
 from bench import SYSTEMS, Sizes, workloads
 from bench.common import Procs, cell, measure, na, percentile
 from bench.report import END, START, build_report, markdown_table, text_table, update_readme
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,10 +73,7 @@ def test_procs_stops_children_by_pid(tmp_path) -> None:
                                     "import pathlib, signal, sys, time; signal.signal(signal.SIGTERM, "
                                     f"signal.SIG_IGN); pathlib.Path({str(ready)!r}).touch(); "
                                     "time.sleep(60)"])
-        deadline = time.monotonic() + 30  # until the child ignores SIGTERM
-        while not ready.exists():
-            assert time.monotonic() < deadline and p.poll() is None
-            time.sleep(0.01)
+        wait_until(ready.exists, 30, "the child ignoring SIGTERM", give_up=lambda: p.poll() is not None)
         t0 = time.monotonic()
         procs.stop(p, timeout=0.5)   # ignores SIGTERM: SIGKILL after the timeout
         assert p.returncode == -signal.SIGKILL and time.monotonic() - t0 < 10

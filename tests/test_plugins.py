@@ -7,7 +7,6 @@ LocalClusters.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 
 import pytest
@@ -18,6 +17,7 @@ from nbcanvas.plugins import (HOLDER, INLINE_UNITS, NbcanvasScheduler, _small_nb
                               inline_small_graphs, summary)
 from nbcanvas.runtime.emit import TOPIC
 from nbcanvas.submit import _lists
+from tests.waiting import wait_until
 
 app = nc.App("tests.test_plugins", set_as_current=False)
 
@@ -159,10 +159,8 @@ def test_results_are_held_by_the_records_until_forget(dask_client):
     assert all(HOLDER in h for h in before.values())
     for f in r.handle.backend.futures.values():  # this client lets go: the records keep them
         f.release()
-    deadline = time.monotonic() + 30  # the release travels on the client's stream
-    while not all(h == [HOLDER] for h in holders(dask_client, keys).values()):
-        assert time.monotonic() < deadline, holders(dask_client, keys)
-        time.sleep(0.05)
+    wait_until(lambda: all(h == [HOLDER] for h in holders(dask_client, keys).values()), 30,
+               "only the records holding the results")  # the release travels on the stream
     states = on_scheduler(dask_client, lambda s: [s.tasks[k].state for k in keys])
     assert states == ["memory"] * len(keys)
     r.forget()

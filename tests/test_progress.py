@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import nbcanvas as nc
 from nbcanvas.progress import progress, text_progress
 
 from .integration import controltasks as t
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 app = nc.App("test-progress")
@@ -57,15 +57,6 @@ def test_get_with_progress_prints_the_line_then_returns(capsys):
     assert "1/1" in capsys.readouterr().err
 
 
-def _wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)  # polling a condition with a deadline (the line is written by tqdm)
-    return True
-
-
 @pytest.mark.cluster
 def test_line_is_driven_by_events_and_blocks_until_finished(dask_client, tmp_path):
     gate = str(tmp_path / f"gate-{uuid.uuid4().hex[:6]}")
@@ -80,7 +71,7 @@ def test_line_is_driven_by_events_and_blocks_until_finished(dask_client, tmp_pat
         assert store.wait(lambda s: any(s.state(m) == "PROGRESS" for m in members), 30)
         k = next(k for k, m in enumerate(members) if store.state(m) == "PROGRESS")
         Path(f"{gate}{k}.0").touch()  # let one running member finish
-        assert _wait_for(lambda: "1/3" in out.getvalue(), 30)
+        wait_until(lambda: "1/3" in out.getvalue(), 30, "tqdm's 1/3 line")  # its own thread
         assert runner.is_alive()  # still blocking: two members wait for their gates
     finally:
         for k in range(3):

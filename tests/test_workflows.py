@@ -13,6 +13,7 @@ from nbcanvas import events
 from nbcanvas.workflows import COLUMNS, WorkflowList, format_table, workflows
 
 from .integration import controltasks as t
+from tests.waiting import wait_until
 
 ROWS = [
     {"id": "aaaaaaaa-1", "name": "chord: fetch → aggregate", "state": "SUCCESS", "done": 6,
@@ -75,15 +76,6 @@ def test_widget_table_escapes_cells():
         view.close()
 
 
-def _wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)  # a condition with a deadline: the list refreshes from its own thread
-    return True
-
-
 @pytest.mark.cluster
 def test_workflows_lists_what_the_scheduler_knows(dask_client):
     r = nc.chord([t.slow.s(i) for i in range(3)])(t.total.s()).delay()
@@ -109,19 +101,19 @@ def test_widget_refreshes_on_events_and_shows_the_chosen_live_view(dask_client, 
 
         def state() -> str | None:
             return next((x["state"] for x in view.rows if x["id"] == wf), None)
-        assert _wait_for(lambda: state() == "STARTED", 30)  # refreshed by events, no polling
+        wait_until(lambda: state() == "STARTED", 30, "the row STARTED")  # refreshed by events
         assert wf[:8] in view.table.value
         view.choose.value = wf
         live = view.view
         assert live is not None and view.detail.children == (live.box,)
         Path(f"{gate}.0").touch()
         assert live.wait(60) and live.overall.value == live.overall.max == 2
-        assert _wait_for(lambda: state() == "SUCCESS", 30)
+        wait_until(lambda: state() == "SUCCESS", 30, "the row SUCCESS")
         refreshes = view.refreshes
         t0 = time.monotonic()
         for _ in range(50):  # a burst of events: at most one refresh a second
             events.dispatch((0.0, {"wf": wf, "ev": []}))
-        assert _wait_for(lambda: view._pacer.wait_idle(0.1), 30)
+        wait_until(lambda: view._pacer.wait_idle(0.1), 30, "the list's pacer idle")
         assert view.refreshes - refreshes <= 1 + (time.monotonic() - t0) / view._pacer.interval
         view.choose.value = ""
         assert view.detail.children == () and view.view is None

@@ -14,6 +14,7 @@ import pytest
 
 import nbcanvas as nc
 from nbcanvas.cluster import connection
+from tests.waiting import scheduler_address
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,11 +130,7 @@ def cli_cluster(tmp_path):
                                "--dashboard-address", ":0", "--scheduler-file", str(sched_file)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
-        deadline = time.monotonic() + 60
-        while not sched_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)  # polling for a file the scheduler writes; bounded by the deadline
-        import json
-        address = json.loads(sched_file.read_text())["address"]
+        address = scheduler_address(sched_file, procs[0])
         for _ in range(2):
             procs.append(subprocess.Popen([dask_cli, "worker", address, "--nthreads", "1",
                                            "--no-dashboard"], env=env, stdout=subprocess.DEVNULL,

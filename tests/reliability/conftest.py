@@ -8,19 +8,18 @@ it breaks is seen by another test. Every wait has a timeout.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.waiting import scheduler_address
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,16 +57,11 @@ class CliCluster:
              ":0", "--scheduler-file", str(sched_file)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.workers: list[subprocess.Popen[bytes]] = []
-        deadline = time.monotonic() + 60
-        address = None
-        while address is None:  # poll for the file the scheduler writes, with a deadline
-            if time.monotonic() > deadline or self.scheduler.poll() is not None:
-                self.stop()
-                raise RuntimeError("the dask scheduler did not start")
-            try:
-                address = json.loads(sched_file.read_text())["address"]
-            except (FileNotFoundError, ValueError, KeyError):
-                time.sleep(0.05)
+        try:
+            address = scheduler_address(sched_file, self.scheduler)
+        except AssertionError as e:
+            self.stop()
+            raise RuntimeError(f"the dask scheduler did not start: {e}") from None
         self.address: str = address
         for _ in range(n_workers):
             self.workers.append(subprocess.Popen(

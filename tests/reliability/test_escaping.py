@@ -7,7 +7,6 @@ data (no ``script``, ``img``, ``foreignObject``, no ``on*`` attribute, no ``java
 """
 from __future__ import annotations
 
-import time
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 
@@ -18,6 +17,7 @@ from nbcanvas.display import SVG, canvas_mimebundle
 
 from . import rtasks
 from .rtasks import Boom, rel
+from tests.waiting import wait_until
 
 PAYLOADS = ['<script>alert("x")</script>', '<img src=x onerror=alert(1)>',
             '"><svg onload=alert(2)>', "javascript:alert(3)", "]]><!-- &amp; &lt;"]
@@ -152,10 +152,8 @@ def test_live_view_widgets_show_user_data_as_text(evil_task, dask_client, tmp_pa
     r = wf.delay()
     view = live_view(r, interval=0.05)
     try:
-        deadline = time.monotonic() + 60
-        while "meta()" not in view.notes.value:  # the running step's meta is shown
-            assert time.monotonic() < deadline, f"no meta shown: {view.notes.value!r}"
-            time.sleep(0.05)
+        wait_until(lambda: "meta()" in view.notes.value, 60,  # the running step's meta
+                   "the running step's meta shown")
         htmls = [x for x in view.widgets() if isinstance(x, w.HTML)]
         shown = "".join(_assert_inert_html(x.value) for x in htmls)
         assert '<img src=x onerror="meta()' in shown, view.notes.value  # text (cut short)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import logging
 import os
 from pathlib import Path
 
@@ -26,6 +25,7 @@ x509 = pytest.importorskip("cryptography.x509")
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
+from tests.waiting import scheduler_address
 
 
 def _name(cn: str):
@@ -80,12 +80,10 @@ def tls_cluster(tmp_path_factory):
     """A scheduler and 2 workers that speak only TLS, started with the ``dask`` CLI in their
     own processes and stopped by PID (an in-process cluster's close could hang after a
     refused handshake); yields (address, paths)."""
-    import json
     import shutil
     import signal
     import subprocess
     import sys
-    import time
     from distributed import Client
     from distributed.security import Security
     d = tmp_path_factory.mktemp("tls")
@@ -101,11 +99,7 @@ def tls_cluster(tmp_path_factory):
                                str(sched_file), *tls], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)]
     try:
-        deadline = time.monotonic() + 60
-        while not sched_file.exists():  # the scheduler writes it once it listens
-            assert time.monotonic() < deadline and procs[0].poll() is None, "no scheduler"
-            time.sleep(0.05)
-        address = json.loads(sched_file.read_text())["address"]
+        address = scheduler_address(sched_file, procs[0])
         for _ in range(2):
             procs.append(subprocess.Popen([dask_cli, "worker", address, "--nthreads", "1",
                                            "--no-dashboard", *tls], stdout=subprocess.DEVNULL,

@@ -4,7 +4,6 @@ Each test sends its canvas through the ``run`` fixture, so the same tests check 
 """
 from __future__ import annotations
 
-import os
 
 import pytest
 
