@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["wait_until", "scheduler_address"]
+__all__ = ["wait_until", "scheduler_address", "stop_processes"]
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str = "the condition",
@@ -51,3 +51,19 @@ def scheduler_address(sched_file: Any, process: Any, timeout: float = 60.0) -> s
             return None
     return wait_until(read, timeout, "the scheduler's address in its file",
                       give_up=lambda: process.poll() is not None)
+
+
+def stop_processes(procs: list[Any], sig: int | None = None, timeout: float = 20.0) -> None:
+    """Stop child processes by PID: ``sig`` (SIGTERM by default) to each still running, last
+    started first, then wait ``timeout`` s for each and SIGKILL what is left."""
+    import signal
+    import subprocess
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM if sig is None else sig)
+    for p in procs:
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=timeout)

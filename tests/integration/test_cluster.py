@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
@@ -14,7 +13,7 @@ import pytest
 
 import nbcanvas as nc
 from nbcanvas.cluster import connection
-from tests.waiting import scheduler_address
+from tests.waiting import scheduler_address, stop_processes
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,13 +139,7 @@ def cli_cluster(tmp_path):
             c.wait_for_workers(2, timeout=60)
         yield address
     finally:
-        for p in procs[::-1]:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs)
 
 
 def test_cli_started_scheduler_runs_seed_workflows(cli_cluster):

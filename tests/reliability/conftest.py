@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.waiting import scheduler_address
+from tests.waiting import scheduler_address, stop_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,18 +73,9 @@ class CliCluster:
         self.scheduler.wait(timeout=30)
 
     def stop(self) -> None:
-        procs = [*self.workers, self.scheduler]
         # Workers of a dead scheduler have nothing to hand over: no graceful shutdown.
         sig = signal.SIGKILL if self.scheduler.poll() is not None else signal.SIGTERM
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(sig)
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=20)
+        stop_processes([self.scheduler, *self.workers], sig)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ x509 = pytest.importorskip("cryptography.x509")
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
-from tests.waiting import scheduler_address
+from tests.waiting import scheduler_address, stop_processes
 
 
 def _name(cn: str):
@@ -81,7 +81,6 @@ def tls_cluster(tmp_path_factory):
     own processes and stopped by PID (an in-process cluster's close could hang after a
     refused handshake); yields (address, paths)."""
     import shutil
-    import signal
     import subprocess
     import sys
     from distributed import Client
@@ -112,14 +111,7 @@ def tls_cluster(tmp_path_factory):
             "ca": ca_file, "cert": cert, "key": key, "other_ca": other_ca,
             "intruder_cert": intruder_cert, "intruder_key": intruder_key}
     finally:
-        for p in reversed(procs):
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_processes(procs)
 
 
 def test_nbcanvas_runs_a_chain_over_tls(tls_cluster):
