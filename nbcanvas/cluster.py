@@ -209,7 +209,8 @@ def _in_memory_client(cluster: Any) -> Client:
     cluster.sync(cluster.scheduler.listen, "inproc://")
     address = cluster.scheduler.listeners[-1].contact_address
     client = Client(address, loop=cluster.loop, set_as_default=False)
-    client.cluster = cluster  # dashboard link, scheduler_info and wait_for_workers, as Client(cluster)
+    # the dashboard link, scheduler_info() and wait_for_workers(), as with Client(cluster)
+    client.cluster = cluster
     return client
 
 

@@ -73,7 +73,8 @@ def test_procs_stops_children_by_pid(tmp_path) -> None:
                                     "import pathlib, signal, sys, time; signal.signal(signal.SIGTERM, "
                                     f"signal.SIG_IGN); pathlib.Path({str(ready)!r}).touch(); "
                                     "time.sleep(60)"])
-        wait_until(ready.exists, 30, "the child ignoring SIGTERM", give_up=lambda: p.poll() is not None)
+        wait_until(ready.exists, 30, "the child ignoring SIGTERM",
+                   give_up=lambda: p.poll() is not None)
         t0 = time.monotonic()
         procs.stop(p, timeout=0.5)   # ignores SIGTERM: SIGKILL after the timeout
         assert p.returncode == -signal.SIGKILL and time.monotonic() - t0 < 10
