@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from ..canvas import Signature, branch, chain, chord, foreach, group
+from ..canvas import Signature, chain, chord, foreach, group
 from .flat import _callbacks, _inherit, is_flat, split_options, to_prog
 from .programs import Batch, Prog, Seq
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from .emit import TOPIC, Sink, WorkerSink
+from .emit import TOPIC, WorkerSink
 from .interp import NO_INPUT, REVOKED, Ctx, resolve, revoke_local, run_prog
 from .outcome import UnitResult
 
