@@ -258,3 +258,28 @@ def test_a_task_sends_to_its_own_cluster_and_waits_off_the_pool(dask_client):
     n = 2 * sum(dask_client.nthreads().values())
     r = nc.group(t.add_one_via_subtask.s(i) for i in range(n)).delay()
     assert r.get(timeout=120) == [i + 1 for i in range(n)]
+
+
+def test_reattach_keeps_the_events_sent_while_it_looks_the_workflow_up(dask_client, tmp_path,
+                                                                       monkeypatch):
+    import nbcanvas.submit as submit
+    from nbcanvas.cluster import connection
+    from tests.waiting import wait_until
+    gate = str(tmp_path / "gate")
+    r = t.long_step.delay(1, steps=1, gate=gate)
+    wf, conn = r.handle.id, connection(t.app)
+    assert r.handle.store.wait(lambda s: s.state(r.id) == "PROGRESS", 60)
+    nc.events.drop_store(wf)  # as if this were another process that never saw it
+    nc.handle.drop_handle(r.handle)
+    real = submit.register_store
+
+    def late(store):  # the step ends between the lookup and the store's registration
+        Path(f"{gate}.0").touch()
+        wait_until(lambda: conn.rpc("nbcanvas_lookup", id=wf)["states"][r.id][0] == "SUCCESS",
+                   60, "the step's end in the scheduler's record")
+        return real(store)
+    monkeypatch.setattr(submit, "register_store", late)
+    again = nc.AsyncResult(r.id)
+    assert again.handle.store.state(r.id) == "SUCCESS"  # its done event came in the gap
+    assert again.get(timeout=60) == 1
+    again.forget()
