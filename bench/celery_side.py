@@ -23,8 +23,8 @@ from typing import Any
 from . import Sizes
 from .common import ROOT, Cell, Procs, free_port, log, na
 
-__all__ = ["run_celery", "ensure_venv", "start_redis", "start_worker", "CELERY_REQUIREMENT",
-           "VENV"]
+__all__ = ["run_celery", "ensure_venv", "celery_env", "start_redis", "start_worker",
+           "CELERY_REQUIREMENT", "VENV"]
 
 CELERY_REQUIREMENT = "celery[redis]>=5.4,<6"
 VENV = ROOT / "bench" / ".celery-venv"
@@ -44,6 +44,15 @@ def ensure_venv(venv: Path = VENV) -> Path:
                     CELERY_REQUIREMENT], check=True, timeout=900)
     stamp.write_text(CELERY_REQUIREMENT + "\n")
     return py
+
+
+def celery_env() -> dict[str, str]:
+    """The environment of the Celery venv's processes: the repo importable, this venv's
+    settings left out."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("PYTHONHOME", None)
+    env.pop("VIRTUAL_ENV", None)
+    return env
 
 
 def _redis_ping(port: int) -> bool:
@@ -118,9 +127,7 @@ def run_celery(s: Sizes, repeat: int) -> dict[str, dict[str, Cell]]:
         msg = f"error: could not set up {VENV.name}: {type(e).__name__}: {e}"
         return {"celery-redis": {"_error": na(msg)}, "celery-eager": {"_error": na(msg)}}
     logdir = Path(tempfile.mkdtemp(prefix="nbcanvas-bench-celery-"))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("PYTHONHOME", None)
-    env.pop("VIRTUAL_ENV", None)
+    env = celery_env()
     with Procs() as procs:  # stops redis and the worker however this ends
         try:
             port = start_redis(procs, logdir)

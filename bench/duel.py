@@ -11,7 +11,6 @@ so both see the same machine. Only one system sends work at any moment; the othe
 from __future__ import annotations
 
 import json
-import os
 import queue
 import shutil
 import subprocess
@@ -63,15 +62,8 @@ def _cells(samples: list[float], blocks: int) -> dict[str, Cell]:
 
 def _nbcanvas_side() -> Any:
     """A function running n nbcanvas round trips on the embedded cluster (ms each)."""
-    from nbcanvas import cluster as ncl
-
-    from .nb import NbTasks
-    os.environ.pop("DASK_SCHEDULER_ADDRESS", None)
-    t = NbTasks("bench-duel")
-    conn = ncl.connection(t.app)
-    if not conn.embedded:
-        raise RuntimeError("nbcanvas did not use its embedded cluster")
-    conn.client.wait_for_workers(conn.nthreads, timeout=60)
+    from .nb import on_embedded
+    t, _ = on_embedded("bench-duel")
 
     def run(n: int) -> list[float]:
         lat = []
@@ -88,7 +80,7 @@ def _nbcanvas_side() -> Any:
 def run_duel(s: Sizes) -> dict[str, dict[str, Cell]]:
     """``{"nbcanvas-embedded": cells, "celery-redis": cells}`` for ``KEYS`` (error cells if
     something failed)."""
-    from .celery_side import VENV, ensure_venv, start_redis, start_worker
+    from .celery_side import VENV, celery_env, ensure_venv, start_redis, start_worker
     try:
         py = ensure_venv()
     except Exception as e:  # noqa: BLE001
@@ -96,9 +88,7 @@ def run_duel(s: Sizes) -> dict[str, dict[str, Cell]]:
                for k in KEYS}
         return {"nbcanvas-embedded": dict(bad), "celery-redis": dict(bad)}
     logdir = Path(tempfile.mkdtemp(prefix="nbcanvas-bench-duel-"))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("PYTHONHOME", None)
-    env.pop("VIRTUAL_ENV", None)
+    env = celery_env()
     blocks = max(2, s.duel_blocks)
     size = max(1, s.latency_samples // blocks)
     samples: dict[str, list[float]] = {"nbcanvas-embedded": [], "celery-redis": []}

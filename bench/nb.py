@@ -18,7 +18,7 @@ from .common import Cell, cell, guarded, log, measure, na, percentile, split_lat
 from .mem import run_probe
 from .tasks import nested_chords
 
-__all__ = ["NbTasks", "run_nbcanvas", "live_view_overhead", "GET_TIMEOUT"]
+__all__ = ["NbTasks", "on_embedded", "run_nbcanvas", "live_view_overhead", "GET_TIMEOUT"]
 
 GET_TIMEOUT = 300.0  # a hang shows up as an error cell, not a stuck bench
 
@@ -269,20 +269,29 @@ def workloads(t: NbTasks, s: Sizes, repeat: int, client: Any) -> dict[str, Cell]
     return r
 
 
+def on_embedded(name: str) -> tuple[NbTasks, Any]:
+    """The bench's tasks on nbcanvas's embedded cluster (started, workers up) and its
+    connection; ``nbcanvas.cluster.close_embedded()`` stops it."""
+    from nbcanvas import cluster as ncl
+    os.environ.pop("DASK_SCHEDULER_ADDRESS", None)
+    t = NbTasks(name)
+    conn = ncl.connection(t.app)
+    if not conn.embedded:
+        raise RuntimeError("nbcanvas did not use its embedded cluster (a current Client "
+                           "or a scheduler address is set)")
+    conn.client.wait_for_workers(conn.nthreads, timeout=60)
+    return t, conn
+
+
 def run_nbcanvas(kind: str, s: Sizes, repeat: int) -> dict[str, Cell]:
     """``kind``: ``"embedded"`` (nbcanvas's own cluster, tuned) or ``"localcluster"``."""
     if kind == "embedded":
         from nbcanvas import cluster as ncl
-        os.environ.pop("DASK_SCHEDULER_ADDRESS", None)
+
         from .clusters import quiet_distributed
         quiet_distributed()
-        t = NbTasks("bench-embedded")
         try:
-            conn = ncl.connection(t.app)
-            if not conn.embedded:
-                raise RuntimeError("nbcanvas did not use its embedded cluster (a current Client "
-                                   "or a scheduler address is set)")
-            conn.client.wait_for_workers(conn.nthreads, timeout=60)
+            t, conn = on_embedded("bench-embedded")
             log(f"nbcanvas embedded cluster at {conn.address} "
                 f"({conn.nthreads} worker threads)")
             return workloads(t, s, repeat, conn.client)

@@ -253,8 +253,10 @@ def reattach(id: str, app: Any = None) -> WorkflowHandle:
     rec = _lists(rec)
     wf = rec["id"]
     rows = {i: NodeInfo(r[0], r[1], r[2], r[3], r[4], tuple(r[5])) for i, r in rec["nodes"].items()}
-    fresh = get_store(wf) is None
-    store = get_store(wf) or register_store(StateStore(wf, {i: r[:4] for i, r in rows.items()}))
+    store = get_store(wf)
+    fresh = store is None
+    if store is None:
+        store = register_store(StateStore(wf, {i: r[:4] for i, r in rows.items()}))
     store.load(rec["states"], rec["dyn"])
     store.branches.update(rec.get("branches", {}))
     if fresh:  # events that came between the lookup and the store found no store: ask again
