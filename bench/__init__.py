@@ -14,10 +14,11 @@ from typing import Any
 __all__ = ["Sizes", "Workload", "SYSTEMS", "SYSTEM_LABELS", "workloads", "TARGETS"]
 
 #: Columns of the table, in order.
-SYSTEMS: tuple[str, ...] = ("nbcanvas-embedded", "nbcanvas-localcluster", "dask-defaults",
-                            "dask-tuned", "celery-redis", "celery-eager")
+SYSTEMS: tuple[str, ...] = ("nbcanvas-embedded", "nbcanvas-threads", "nbcanvas-localcluster",
+                            "dask-defaults", "dask-tuned", "celery-redis", "celery-eager")
 SYSTEM_LABELS: dict[str, str] = {
-    "nbcanvas-embedded": "nbcanvas embedded", "nbcanvas-localcluster": "nbcanvas LocalCluster",
+    "nbcanvas-embedded": "nbcanvas embedded", "nbcanvas-threads": "nbcanvas embedded, threads",
+    "nbcanvas-localcluster": "nbcanvas LocalCluster",
     "dask-defaults": "dask defaults", "dask-tuned": "dask tuned", "celery-redis": "Celery+Redis",
     "celery-eager": "Celery eager"}
 

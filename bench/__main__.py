@@ -24,7 +24,7 @@ __all__ = ["main", "run_all", "readme_section", "GROUPS"]
 
 #: ``--only`` names and the columns each fills.
 GROUPS: dict[str, tuple[str, ...]] = {
-    "nbcanvas": ("nbcanvas-embedded", "nbcanvas-localcluster"),
+    "nbcanvas": ("nbcanvas-embedded", "nbcanvas-threads", "nbcanvas-localcluster"),
     "dask": ("dask-defaults", "dask-tuned"),
     "celery": ("celery-redis", "celery-eager"),
     "duel": ("nbcanvas-embedded", "celery-redis"),
@@ -107,14 +107,18 @@ _INTRO = (
     "and Celery, one system after the other on the same machine, and prints this table. "
     "Columns: **nbcanvas embedded** is nbcanvas's own cluster (2 worker processes × 1 thread, "
     "`worker-saturation: inf`, no batching delay on its streams, its client talking to the "
-    "scheduler in memory, event loops on uvloop); **nbcanvas LocalCluster** is a cluster of "
+    "scheduler in memory, event loops on uvloop); **nbcanvas embedded, threads** is the same "
+    "cluster with `nbcanvas.embedded.pool: threads` (its 2 workers are threads in the "
+    "benchmark's process, reaching the scheduler in memory too); **nbcanvas LocalCluster** is "
+    "a cluster of "
     "the same shape made by the user and passed with `App(client=...)`; **dask** is "
     "`client.map`/`client.get` on a dict of `dask.task_spec.Task` on the same cluster, with "
     "dask's defaults (`worker-saturation: 1.1`) and tuned (`inf`); **Celery+Redis** is a "
     "prefork worker, concurrency 2, Redis as broker and result backend; **Celery eager** is "
     "`task_always_eager=True`. Throughput rows are build + `delay()` + `.get()`, median of "
     "{repeat} runs; latencies are p50/p90 of at least 200 samples after a warm-up; *target* is "
-    "nbcanvas's target from issue 11, *pass* is for nbcanvas embedded / LocalCluster. `n/a`: "
+    "nbcanvas's target from issue 11, *pass* is for nbcanvas embedded / threads / LocalCluster. "
+    "`n/a`: "
     "no equivalent; `—`: not run; `err`: failed (the reason is listed under the table). Full "
     "numbers, runs and notes: `bench/results/latest.json`.")
 _ROWS = (

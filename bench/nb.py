@@ -269,13 +269,17 @@ def workloads(t: NbTasks, s: Sizes, repeat: int, client: Any) -> dict[str, Cell]
     return r
 
 
-def on_embedded(name: str) -> tuple[NbTasks, Any]:
-    """The bench's tasks on nbcanvas's embedded cluster (started, workers up) and its
-    connection; ``nbcanvas.cluster.close_embedded()`` stops it."""
+def on_embedded(name: str, pool: str = "processes") -> tuple[NbTasks, Any]:
+    """The bench's tasks on nbcanvas's embedded cluster (started, workers up; ``pool`` as
+    ``nbcanvas.embedded.pool``) and its connection; ``nbcanvas.cluster.close_embedded()``
+    stops it."""
+    import dask
+
     from nbcanvas import cluster as ncl
     os.environ.pop("DASK_SCHEDULER_ADDRESS", None)
     t = NbTasks(name)
-    conn = ncl.connection(t.app)
+    with dask.config.set({"nbcanvas.embedded.pool": pool}):
+        conn = ncl.connection(t.app)
     if not conn.embedded:
         raise RuntimeError("nbcanvas did not use its embedded cluster (a current Client "
                            "or a scheduler address is set)")
@@ -284,15 +288,17 @@ def on_embedded(name: str) -> tuple[NbTasks, Any]:
 
 
 def run_nbcanvas(kind: str, s: Sizes, repeat: int) -> dict[str, Cell]:
-    """``kind``: ``"embedded"`` (nbcanvas's own cluster, tuned) or ``"localcluster"``."""
-    if kind == "embedded":
+    """``kind``: ``"embedded"`` (nbcanvas's own cluster, tuned), ``"threads"`` (the same with
+    ``nbcanvas.embedded.pool: threads``) or ``"localcluster"``."""
+    if kind in ("embedded", "threads"):
         from nbcanvas import cluster as ncl
 
         from .clusters import quiet_distributed
         quiet_distributed()
         try:
-            t, conn = on_embedded("bench-embedded")
-            log(f"nbcanvas embedded cluster at {conn.address} "
+            pool = "threads" if kind == "threads" else "processes"
+            t, conn = on_embedded(f"bench-{kind}", pool)
+            log(f"nbcanvas embedded cluster ({pool}) at {conn.address} "
                 f"({conn.nthreads} worker threads)")
             return workloads(t, s, repeat, conn.client)
         finally:

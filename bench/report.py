@@ -5,7 +5,7 @@ JSON layout (``bench/results/<timestamp>.json`` and ``latest.json``)::
     {"schema": 1, "meta": {...}, "sizes": {...}, "systems": [...],
      "workloads": [{"key", "label", "unit", "target", "higher_is_better"}],
      "results": {system: {workload: {"value", "runs", "note"}}},
-     "pass": {workload: {"nbcanvas-embedded": bool | null, "nbcanvas-localcluster": ...}}}
+     "pass": {workload: {"nbcanvas-embedded": bool | null, "nbcanvas-threads": ..., ...}}}
 """
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ __all__ = ["build_report", "text_table", "markdown_table", "write_json", "update
            "fmt", "cell_of", "START", "END", "NB_SYSTEMS"]
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
-NB_SYSTEMS = ("nbcanvas-embedded", "nbcanvas-localcluster")
+NB_SYSTEMS = ("nbcanvas-embedded", "nbcanvas-threads", "nbcanvas-localcluster")
+_SHORT = {"nbcanvas-embedded": "emb", "nbcanvas-threads": "thr", "nbcanvas-localcluster": "LC"}
 SCHEMA = 1
 
 
@@ -75,7 +76,7 @@ def _grid(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     head = ["workload", "unit", "target"] + [SYSTEM_LABELS[s] for s in systems]
     nb = [s for s in NB_SYSTEMS if s in systems]
     if nb:
-        head.append("pass (" + " / ".join("emb" if "embedded" in s else "LC" for s in nb) + ")")
+        head.append("pass (" + " / ".join(_SHORT[s] for s in nb) + ")")
     body = []
     for w in report["workloads"]:
         target = ""

@@ -3,17 +3,14 @@
 1. ``App(client=...)`` / ``App(address=...)`` / ``app.connect(address | client)``;
 2. a ``distributed.Client`` that is already current;
 3. ``DASK_SCHEDULER_ADDRESS`` or dask's ``scheduler-address`` config;
-4. otherwise an embedded ``LocalCluster`` (worker processes, one per core) started on first use,
-   quiet, and closed at interpreter exit.
+4. otherwise nbcanvas's embedded ``LocalCluster`` (``embedded.py``), started on first use and
+   closed at interpreter exit.
 
 Each client gets the nbcanvas scheduler/worker plugins and one event subscription, once.
 """
 from __future__ import annotations
 
-import atexit
-import logging
 import os
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,18 +19,18 @@ from typing import Any, Literal, overload
 import dask
 from distributed import Client
 
+from . import embedded
 from .errors import ImproperlyConfigured
 from .events import dispatch
 from .plugins import NbcanvasScheduler, NbcanvasWorker
 from .runtime.emit import TOPIC
 
-__all__ = ["Connection", "connection", "connect", "embedded_cluster", "close_embedded",
-           "in_task", "off_the_pool", "scheduler_address", "CONNECT_TIMEOUT"]
+__all__ = ["Connection", "connection", "connect", "close_embedded", "in_task", "off_the_pool",
+           "scheduler_address", "CONNECT_TIMEOUT"]
 
 CONNECT_TIMEOUT = 5.0
 _lock = threading.RLock()
 _connections: dict[str, Connection] = {}
-_embedded: list[Any] = []  # [LocalCluster, Client]
 
 
 class Connection:
@@ -157,112 +154,23 @@ def _client_for_address(address: str) -> Client:
             f"distributed.comm.tls config") from e
 
 
-def embedded_cluster() -> Client:
-    """The embedded LocalCluster's client, started on first use (one worker process per core)."""
-    with _lock:
-        if _embedded and _embedded[1].status == "running":
-            return _embedded[1]
-        from distributed import LocalCluster
-        n = os.cpu_count() or 2
-        with dask.config.set({"distributed.scheduler.worker-saturation": "inf",
-                              **_fast_event_loop()}):
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                   dashboard_address=":0", silence_logs=logging.ERROR)
-            client = _in_memory_client(cluster)
-        _embedded[:] = [cluster, client]
-        # Close before Python shuts its thread pools down (the scheduler offloads graph
-        # deserialization to one); atexit alone runs after that.
-        early = getattr(threading, "_register_atexit", None)
-        if early is not None:
-            try:
-                early(_close_at_exit)
-            except RuntimeError:  # first use while the interpreter is already shutting down
-                pass
-        atexit.register(_close_at_exit)
-        return client
-
-
-def _fast_event_loop() -> dict[str, str]:
-    """uvloop for the embedded cluster's event loops (its scheduler thread and its worker
-    processes), when installed and dask's ``distributed.admin.event-loop`` is left at its
-    default: each hop of a message wakes up sooner (about 0.3 ms of a single task's round
-    trip here). The kernel's own event loop is not touched.
-    """
-    if dask.config.get("distributed.admin.event-loop", "tornado") != "tornado":
-        return {}  # the user chose one
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return {}
-    return {"distributed.admin.event-loop": "uvloop"}
-
-
-def _in_memory_client(cluster: Any) -> Client:
-    """A client that reaches the embedded scheduler in memory, not over TCP.
-
-    The scheduler lives in this process on the loop the client uses, so the client connects
-    through an extra ``inproc://`` listener: messages are handed over as objects on one event
-    loop, with no framing, serialisation of the envelope or socket wake-up (about 0.9 ms of a
-    single task's 3.5 ms round trip here). Workers, other processes and other kernels still
-    reach the scheduler over TCP at ``client.scheduler_info()["address"]``.
-    """
-    cluster.sync(cluster.scheduler.listen, "inproc://")
-    address = cluster.scheduler.listeners[-1].contact_address
-    client = Client(address, loop=cluster.loop, set_as_default=False)
-    # the dashboard link, scheduler_info() and wait_for_workers(), as with Client(cluster)
-    client.cluster = cluster
-    return client
-
-
 def scheduler_address(client: Client) -> str:
     """Where other processes reach ``client``'s scheduler (not the in-memory ``inproc://``)."""
-    cluster_address = getattr(getattr(client, "cluster", None), "scheduler_address", None)
-    if isinstance(cluster_address, str) and "://" in cluster_address:
-        return cluster_address
+    cluster = getattr(client, "cluster", None)
+    scheduler = getattr(cluster, "scheduler", None)  # a LocalCluster's scheduler object
+    for address in (getattr(scheduler, "address_safe", None),
+                    getattr(cluster, "scheduler_address", None)):
+        if isinstance(address, str) and "://" in address:
+            return address
     return str(client.scheduler.address)
 
 
-def _close_at_exit() -> None:
-    """Close the embedded cluster at interpreter exit, quietly: graphs still in flight would
-    each log an ERROR as the cluster goes; silence distributed and say once what is stopped.
-    """
-    if not _embedded:
-        return
-    from .handle import handles
-    client = _embedded[1]
-    running = [h for h in handles()
-               if getattr(getattr(h.backend, "conn", None), "client", None) is client
-               and not h.forgotten and not _ready(h)]
-    for name in [n for n in logging.root.manager.loggerDict if n.startswith("distributed")]:
-        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
-    logging.getLogger("distributed").setLevel(logging.CRITICAL + 1)
-    if running:
-        print(f"nbcanvas: {len(running)} workflow(s) still running at exit were stopped with "
-              f"the embedded cluster, which lives in this process (call .get() on a result "
-              f"to wait for it)", file=sys.stderr)
-    close_embedded()
-
-
-def _ready(h: Any) -> bool:
-    try:
-        return bool(h.ready(h.result))
-    except Exception:  # noqa: BLE001 - at exit, a handle we cannot ask counts as stopped
-        return False
-
-
 def close_embedded() -> None:
-    """Close the embedded cluster (at exit; tests may call it)."""
-    with _lock:
-        if not _embedded:
-            return
-        cluster, client = _embedded
-        _embedded.clear()
-        _connections.pop(client.id, None)
-    try:
-        client.close()
-        cluster.close()
-    except Exception:
-        pass
+    """Close the embedded cluster, if it runs (it closes at exit by itself; tests call this)."""
+    client = embedded.close()
+    if client is not None:
+        with _lock:
+            _connections.pop(client.id, None)
 
 
 def in_task() -> bool:
@@ -337,9 +245,9 @@ def connection(app: Any = None, start: bool = True) -> Connection | None:
                 if conn.client.scheduler.address == address and conn.client.status == "running":
                     return conn
         return _for_client(_client_for_address(address))
-    if not start and not (_embedded and _embedded[1].status == "running"):
+    if not start and embedded.running() is None:
         return None
-    return _for_client(embedded_cluster(), embedded=True)
+    return _for_client(embedded.start(), embedded=True)
 
 
 def connect(target: Any = None) -> Client:

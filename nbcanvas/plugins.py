@@ -318,10 +318,6 @@ class NbcanvasWorker(WorkerPlugin):
     def _revoke(comm: Any = None, wf: str | None = None, terminate: bool = False) -> str:
         from .errors import TaskRevokedError
         from .runtime.interp import revoke_local
-        from .runtime.taskctx import interrupt_thread
         assert wf is not None
-        threads = revoke_local(wf)
-        if terminate:
-            for tid in threads:
-                interrupt_thread(tid, TaskRevokedError)
+        revoke_local(wf, TaskRevokedError if terminate else None)
         return "OK"

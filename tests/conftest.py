@@ -26,6 +26,21 @@ def dask_client() -> Iterator[object]:
     cluster.close()
 
 
+@pytest.fixture(scope="session")
+def threads_client() -> Iterator[object]:
+    """nbcanvas's own embedded cluster with ``nbcanvas.embedded.pool: threads`` (its workers in
+    this process), started as a notebook starts it; its client."""
+    import dask
+
+    from nbcanvas import cluster, embedded
+    with dask.config.set({"nbcanvas.embedded.pool": "threads"}):
+        client = embedded.start()
+        cluster._for_client(client, embedded=True)
+    client.wait_for_workers(2, timeout=60)
+    yield client
+    cluster.close_embedded()
+
+
 def by_value(*modules: object) -> None:
     """Pickle the functions of ``modules`` by value (test modules are not importable on workers)."""
     import cloudpickle

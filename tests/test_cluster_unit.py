@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import uuid
 
-import dask
 import pytest
 
 import nbcanvas as nc
-from nbcanvas.cluster import (Connection, _fast_event_loop, _for_client, connection,
-                              scheduler_address)
+from nbcanvas.cluster import Connection, _for_client, connection, scheduler_address
 from nbcanvas.events import drop_store, register_store
 from nbcanvas.runtime.emit import TOPIC
 from nbcanvas.store import StateStore
@@ -116,9 +114,3 @@ def test_rpc_calls_the_scheduler_plugin(dask_client):
 def test_address_is_what_other_processes_reach(dask_client):
     assert conn_of(dask_client).address == dask_client.scheduler.address
     assert scheduler_address(dask_client).startswith("tcp://")
-
-
-def test_embedded_event_loop_is_uvloop_unless_the_user_chose_one():
-    assert _fast_event_loop() == {"distributed.admin.event-loop": "uvloop"}
-    with dask.config.set({"distributed.admin.event-loop": "asyncio"}):
-        assert _fast_event_loop() == {}

@@ -57,6 +57,7 @@ STAGE_OF: dict[str, str] = {
     "events": "observe-core",
     # run
     "cluster": "run",
+    "embedded": "run",
     "submit": "run",
     "plugins": "run",
     "result": "run",

@@ -93,6 +93,27 @@ def revoker(self, x):
     return x
 
 
+#: revoke_local(wf, interrupt) called twice from another thread while a step runs: the lists
+TERMINATIONS: list[list[list[int]]] = []
+
+
+@app.task(name="rt.terminated", bind=True)
+def terminated(self, x):
+    """Two workers in one process each handle revoke(terminate=True) for this workflow."""
+    wf, me = self.request.workflow_id, threading.get_ident()
+    calls: list[list[int]] = []
+
+    def two_workers() -> None:
+        calls.append(revoke_local(wf, TaskRevokedError))
+        calls.append(revoke_local(wf, TaskRevokedError))
+        TERMINATIONS.append([[t == me for t in c] for c in calls])
+
+    helper = threading.Thread(target=two_workers)
+    helper.start()
+    while True:  # a step busy in Python code: interrupted at its next bytecode
+        helper.join(0.001)
+
+
 @app.task(name="rt.mutate")
 def mutate(d):
     d["mutated"] = True
@@ -330,6 +351,20 @@ def test_revoke_while_running_makes_the_later_steps_revoked():
     a, rv, c, d = sig.tasks
     assert CALLS == {"x": 1} and r.done(rv.id)[3] == "SUCCESS"
     assert [r.done(t.id)[3] for t in (c, d)] == ["REVOKED", "REVOKED"]
+
+
+def test_terminate_interrupts_a_running_step_once_however_many_workers_ask():
+    sig = nc.chain(terminated.s(1), count.s("after")).freeze()
+    TERMINATIONS.clear()
+    try:
+        r = Run(sig)
+    finally:
+        REVOKED.discard(sig.id)
+    step, after = sig.tasks
+    # the first revoke found the step's thread and interrupted it; the second found no thread
+    assert TERMINATIONS == [[[True], []]]
+    assert r.done(step.id)[3:5] == ["REVOKED", "revoked while running (terminate=True)"]
+    assert r.done(after.id)[3] == "REVOKED" and "after" not in CALLS
 
 
 def test_a_revoke_wakes_a_waiting_countdown():

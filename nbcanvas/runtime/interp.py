@@ -17,7 +17,7 @@ from ..errors import Retry, TaskRevokedError
 from ..task import Request
 from .emit import Sink, jsonable
 from .outcome import Failed, GroupOutcome, NotTaken, Revoked, Skipped, failed_from, value_of
-from .taskctx import BoundTask, TimeLimits, retry_delay
+from .taskctx import BoundTask, TimeLimits, interrupt_thread, retry_delay
 
 __all__ = ["NO_INPUT", "Ctx", "run_prog", "resolve", "REVOKED", "revoke_local", "RUNNING"]
 
@@ -40,13 +40,22 @@ _wake: dict[str, threading.Event] = {}
 _lock = threading.Lock()
 
 
-def revoke_local(wf: str) -> list[int]:
+def revoke_local(wf: str, interrupt: type[BaseException] | None = None) -> list[int]:
     """Mark run ``wf`` (a workflow id or retry token) revoked here; wake its retry waits;
-    return the threads running its steps."""
+    return the threads running its steps.
+
+    With ``interrupt`` (``revoke(terminate=True)``), raise it in those threads, under the lock
+    their steps leave by: a thread is interrupted only while it is still in its step, and only
+    once, even when several workers share this process (a threads-only cluster) and each
+    handles the same revoke.
+    """
     with _lock:
         REVOKED.add(wf)
         ev = _wake.setdefault(wf, threading.Event())
         threads = list(RUNNING.get(wf, ()))
+        if interrupt is not None:
+            for tid in RUNNING.pop(wf, ()):
+                interrupt_thread(tid, interrupt)
     ev.set()
     return threads
 

@@ -69,7 +69,8 @@ def test_embedded_cluster_started_on_first_use_and_closed_quietly():
         r = (add.s(2, 2) | add.s(4)).delay()
         print("result", r.get(timeout=60))
         print("empty", nc.group([]).delay().get(timeout=60))  # done at once: not "running"
-        from nbcanvas.cluster import _embedded, connection
+        from nbcanvas.cluster import connection
+        from nbcanvas.embedded import _embedded
         print("workers", len(_embedded[0].workers))
         client, conn = nc.connect(), connection()
         # this process's client talks to the scheduler in memory; other processes use TCP

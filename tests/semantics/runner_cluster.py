@@ -1,7 +1,9 @@
 """Cluster runners: the same semantic tests on a real LocalCluster (2 worker processes).
 
-"cluster": fusion and batching on (the default); "cluster-plain": both off. Both wait until
-the workflow is over before the test looks. "cluster-async" returns at once (on request).
+"cluster": fusion and batching on (the default); "cluster-plain": both off; "threads":
+nbcanvas's embedded cluster with its workers in this process (``nbcanvas.embedded.pool:
+threads``). They wait until the workflow is over before the test looks. "cluster-async"
+returns at once (on request).
 """
 from __future__ import annotations
 
@@ -36,8 +38,22 @@ def _plain(canvas: Any, **kw: Any) -> Any:
     return _finished(result)
 
 
+def _threads(canvas: Any, **kw: Any) -> Any:
+    from nbcanvas import embedded
+    from nbcanvas.eager import _app_of
+    app = _app_of(canvas)
+    saved = (app._target, app._runtime)
+    app.connect(embedded.start())
+    try:
+        result = canvas.apply_async(**kw)
+    finally:
+        app._target, app._runtime = saved
+    return _finished(result)
+
+
 register("cluster", _cluster, needs=("dask_client",))
 # Returns at once, as delay() does: for tests of what happens while a workflow runs.
 register("cluster-async", lambda canvas, **kw: canvas.apply_async(**kw), needs=("dask_client",),
          default=False)
 register("cluster-plain", _plain, needs=("dask_client",))
+register("threads", _threads, needs=("threads_client",))

@@ -1,0 +1,197 @@
+"""nbcanvas's own cluster: a ``LocalCluster`` started on first use and closed at exit.
+
+Its shape is chosen for small, latency-bound workflows on a laptop: one single-threaded worker
+per core, ``worker-saturation: inf``, event loops on uvloop, and this process's client talking
+to the scheduler in memory. dask's config ``nbcanvas.embedded.pool`` (read when it starts, also
+as ``DASK_NBCANVAS__EMBEDDED__POOL``) chooses the workers, as Celery's ``--pool`` does:
+
+- ``"processes"`` (the default; Celery's name ``"prefork"`` is accepted): one worker process
+  per core. Pure-Python tasks run in parallel and apart from the kernel: a task that crashes
+  or leaks takes its worker process, not the notebook.
+- ``"threads"``: the workers run in this process and reach the scheduler in memory, which
+  takes about a third off a single task's round trip. Tasks share the kernel's GIL (pure-Python
+  CPU-bound tasks do not run in parallel, and the notebook is slower while they run), its
+  memory (no worker memory limit or spilling) and its fate (a crash in a task ends the kernel).
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+import threading
+from typing import Any
+
+import dask
+from distributed import Client
+
+from .errors import ImproperlyConfigured
+
+__all__ = ["POOLS", "embedded_pool", "start", "running", "close"]
+
+#: ``nbcanvas.embedded.pool`` values: Celery's pool name (or ours) -> the embedded workers' kind
+POOLS = {"processes": "processes", "prefork": "processes", "threads": "threads"}
+_lock = threading.RLock()
+_embedded: list[Any] = []  # [LocalCluster, Client, pool]
+
+
+def running() -> Client | None:
+    """The embedded cluster's client if it is running, else None (never starts it)."""
+    with _lock:
+        return _embedded[1] if _embedded and _embedded[1].status == "running" else None
+
+
+def start() -> Client:
+    """The embedded LocalCluster's client, started on first use: one single-threaded worker per
+    core, in its own process or (``embedded_pool() == "threads"``) in this one."""
+    with _lock:
+        pool = embedded_pool()
+        if _embedded and _embedded[1].status == "running":
+            if pool != _embedded[2] and dask.config.get("nbcanvas.embedded.pool", None):
+                raise ImproperlyConfigured(
+                    f"nbcanvas.embedded.pool asks for {pool}, but the embedded cluster already "
+                    f"runs with {_embedded[2]}: the pool is read when it starts. Restart the "
+                    f"kernel, or call nbcanvas.cluster.close_embedded() first")
+            return _embedded[1]
+        from distributed import LocalCluster
+        n = os.cpu_count() or 2
+        threads = pool == "threads"
+        # Threads: the workers share this process, so they reach the scheduler in memory too;
+        # no memory limit, since the process's memory is the kernel's (its data would pause
+        # or spill the workers).
+        shape: dict[str, Any] = ({"processes": False, "protocol": "inproc://", "memory_limit": 0}
+                                 if threads else {"processes": True})
+        with dask.config.set({"distributed.scheduler.worker-saturation": "inf",
+                              **_fast_event_loop()}):
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, dashboard_address=":0",
+                                   silence_logs=logging.ERROR, **shape)
+            if threads:
+                _reachable_over_tcp(cluster)
+            client = _in_memory_client(cluster)
+        if threads:  # tasks that send workflows use this client (dask's get_client() would
+            for worker in cluster.workers.values():  # make one per worker and set it as
+                worker._client = client              # this process's default)
+        _embedded[:] = [cluster, client, pool]
+        # Close before Python shuts its thread pools down (the scheduler offloads graph
+        # deserialization to one); atexit alone runs after that.
+        early = getattr(threading, "_register_atexit", None)
+        if early is not None:
+            try:
+                early(_close_at_exit)
+            except RuntimeError:  # first use while the interpreter is already shutting down
+                pass
+        atexit.register(_close_at_exit)
+        return client
+
+
+def embedded_pool() -> str:
+    """The embedded cluster's workers, from dask's ``nbcanvas.embedded.pool`` config.
+
+    >>> import dask
+    >>> with dask.config.set({"nbcanvas.embedded.pool": "prefork"}):
+    ...     embedded_pool()
+    'processes'
+    >>> with dask.config.set({"nbcanvas.embedded.pool": "solo"}):
+    ...     embedded_pool()
+    Traceback (most recent call last):
+    ...
+    nbcanvas.errors.ImproperlyConfigured: nbcanvas.embedded.pool is 'solo'; choose one of ...
+    """
+    pool = dask.config.get("nbcanvas.embedded.pool", None) or "processes"
+    kind = POOLS.get(str(pool).strip().lower())
+    if kind is None:
+        raise ImproperlyConfigured(
+            f"nbcanvas.embedded.pool is {pool!r}; choose one of 'processes' (the default; "
+            f"Celery's 'prefork'), 'threads'")
+    return kind
+
+
+def _reachable_over_tcp(cluster: Any) -> None:
+    """Give a threads-only cluster a TCP listener for other processes (workers, kernels
+    re-attaching), and make it the address the scheduler gives out (``scheduler_info()``).
+
+    Its workers and this process's client keep the in-memory ``inproc://`` listener.
+    """
+    scheduler = cluster.scheduler
+    cluster.sync(scheduler.listen, "tcp://127.0.0.1:0")
+    # Server.address is the first listener's, cached on first use: point it at TCP.
+    scheduler._address = scheduler.listeners[-1].contact_address
+
+
+def _fast_event_loop() -> dict[str, str]:
+    """uvloop for the embedded cluster's event loops (its scheduler thread and its worker
+    processes), when installed and dask's ``distributed.admin.event-loop`` is left at its
+    default: each hop of a message wakes up sooner (about 0.3 ms of a single task's round
+    trip here). The kernel's own event loop is not touched.
+    """
+    if dask.config.get("distributed.admin.event-loop", "tornado") != "tornado":
+        return {}  # the user chose one
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return {}
+    return {"distributed.admin.event-loop": "uvloop"}
+
+
+def _in_memory_client(cluster: Any) -> Client:
+    """A client that reaches the embedded scheduler in memory, not over TCP.
+
+    The scheduler lives in this process on the loop the client uses, so the client connects
+    through an extra ``inproc://`` listener: messages are handed over as objects on one event
+    loop, with no framing, serialisation of the envelope or socket wake-up (about 0.9 ms of a
+    single task's 3.5 ms round trip here). Workers, other processes and other kernels still
+    reach the scheduler over TCP at ``client.scheduler_info()["address"]``.
+    """
+    memory = [ln.contact_address for ln in cluster.scheduler.listeners
+              if ln.contact_address.startswith("inproc://")]
+    if not memory:  # worker processes: the scheduler listens on TCP only
+        cluster.sync(cluster.scheduler.listen, "inproc://")
+        memory = [cluster.scheduler.listeners[-1].contact_address]
+    client = Client(memory[0], loop=cluster.loop, set_as_default=False)
+    # the dashboard link, scheduler_info() and wait_for_workers(), as with Client(cluster)
+    client.cluster = cluster
+    return client
+
+
+
+def _close_at_exit() -> None:
+    """Close the embedded cluster at interpreter exit, quietly: graphs still in flight would
+    each log an ERROR as the cluster goes; silence distributed and say once what is stopped.
+    """
+    if not _embedded:
+        return
+    from .handle import handles
+    client = _embedded[1]
+    running = [h for h in handles()
+               if getattr(getattr(h.backend, "conn", None), "client", None) is client
+               and not h.forgotten and not _ready(h)]
+    for name in [n for n in logging.root.manager.loggerDict if n.startswith("distributed")]:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+    logging.getLogger("distributed").setLevel(logging.CRITICAL + 1)
+    if running:
+        print(f"nbcanvas: {len(running)} workflow(s) still running at exit were stopped with "
+              f"the embedded cluster, which lives in this process (call .get() on a result "
+              f"to wait for it)", file=sys.stderr)
+    close()
+
+
+def _ready(h: Any) -> bool:
+    try:
+        return bool(h.ready(h.result))
+    except Exception:  # noqa: BLE001 - at exit, a handle we cannot ask counts as stopped
+        return False
+
+
+def close() -> Client | None:
+    """Close the embedded cluster (at exit; tests may call it); returns its client, if any."""
+    with _lock:
+        if not _embedded:
+            return None
+        cluster, client, _ = _embedded
+        _embedded.clear()
+    try:
+        client.close()
+        cluster.close()
+    except Exception:  # noqa: BLE001 - closing what is already half gone
+        pass
+    return client

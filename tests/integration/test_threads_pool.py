@@ -1,0 +1,126 @@
+"""The embedded cluster with ``nbcanvas.embedded.pool: threads``: workers in this process.
+
+The semantic suite runs on it too (the "threads" runner in tests/semantics); here is what
+differs from worker processes: addresses, revoke with terminate, tasks that send workflows,
+re-attaching from another process, and changing the pool while it runs.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dask
+import pytest
+
+import nbcanvas as nc
+from nbcanvas import embedded
+from nbcanvas.cluster import scheduler_address
+
+from . import controltasks as t
+
+pytestmark = pytest.mark.cluster
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def on_threads(threads_client) -> Iterator[object]:
+    """The control tasks' app runs on the threads pool for these tests only."""
+    saved = (t.app._target, t.app._runtime)
+    t.app.connect(threads_client)
+    yield threads_client
+    t.app._target, t.app._runtime = saved
+
+
+def _py(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT,
+                          env={**os.environ, "DASK_SCHEDULER_ADDRESS": ""})
+
+
+def test_workers_share_this_process_and_reach_the_scheduler_in_memory(threads_client):
+    assert set(threads_client.run(os.getpid).values()) == {os.getpid()}
+    assert len(threads_client.scheduler_info()["workers"]) == (os.cpu_count() or 2)
+    worker_comms = threads_client.run(lambda dask_worker: dask_worker.scheduler.address)
+    assert {a.split("://")[0] for a in worker_comms.values()} == {"inproc"}
+    assert threads_client.scheduler.address.startswith("inproc://")
+    # what other processes are given is TCP, as with worker processes
+    assert threads_client.scheduler_info()["address"].startswith("tcp://")
+    assert scheduler_address(threads_client).startswith("tcp://")
+
+
+def test_another_process_reattaches_over_tcp(threads_client):
+    r = nc.chord([t.slow.s(i) for i in range(4)])(t.total.s()).delay()
+    assert r.get(timeout=60) == 10
+    out = _py(f"""
+        import nbcanvas as nc
+        app = nc.App("elsewhere", address={threads_client.scheduler_info()["address"]!r})
+        r = app.AsyncResult({r.id!r})
+        print("state", r.state, "result", r.get(timeout=30), "parent", r.parent.get())
+    """)
+    assert out.returncode == 0, out.stderr
+    assert "state SUCCESS result 10 parent [1, 2, 3, 4]" in out.stdout
+
+
+def test_terminate_interrupts_the_running_step_and_the_workers_go_on(threads_client):
+    r = nc.chain(t.spin.s(60), t.slow.s()).delay()
+    first = r.parent
+    assert r.handle.store.wait(lambda s: s.state(first.id) == "STARTED", 30)
+    t0 = time.monotonic()
+    r.revoke(terminate=True)
+    with pytest.raises(nc.TaskRevokedError):
+        r.get(timeout=30)
+    assert time.monotonic() - t0 < 30  # the 60 s loop was interrupted
+    assert first.state == "REVOKED" and r.state == "REVOKED"
+    # each of the two workers got the revoke; the step's thread was interrupted once, and
+    # every worker thread still runs tasks (two steps that wait for each other need both)
+    n = sum(threads_client.nthreads().values())
+    assert nc.group(t.spin.s(0.2) for _ in range(n)).delay().get(timeout=60)
+    assert threads_client.run(lambda dask_worker: dask_worker.state.executing_count) == {
+        w: 0 for w in threads_client.scheduler_info()["workers"]}
+
+
+def test_a_task_sends_to_this_cluster_and_waits_off_the_pool(threads_client):
+    from distributed.client import _get_global_client
+    current = _get_global_client()  # the session's other cluster, or none
+    assert t.scheduler_seen.delay().get(timeout=60) == threads_client.scheduler.address
+    n = 2 * sum(threads_client.nthreads().values())
+    r = nc.group(t.add_one_via_subtask.s(i) for i in range(n)).delay()
+    assert r.get(timeout=120) == [i + 1 for i in range(n)]
+    assert nc.chain(t.collect.s([1, 2]), nc.foreach(t.slow.s())).delay().get(timeout=60) == [2, 3]
+    # the tasks went through this process's in-memory client: no worker made a client of its
+    # own and set it as this process's default (as dask's get_client() does)
+    assert _get_global_client() is current
+    assert set(threads_client.run(lambda dask_worker: dask_worker._client is not None and
+                                  dask_worker._client.scheduler.address).values()) == {
+        threads_client.scheduler.address}
+
+
+def test_asking_for_another_pool_while_it_runs_is_refused(threads_client):
+    with dask.config.set({"nbcanvas.embedded.pool": "processes"}):
+        with pytest.raises(nc.ImproperlyConfigured, match="already runs with threads"):
+            embedded.start()
+    with dask.config.set({"nbcanvas.embedded.pool": "threads"}):
+        assert embedded.start() is threads_client
+    assert embedded.start() is threads_client  # config unset: whatever runs
+
+
+def test_a_notebook_process_picks_the_pool_from_the_environment():
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import os
+        import nbcanvas as nc
+        @nc.task
+        def pid():
+            return os.getpid()
+        print("same process", pid.delay().get(timeout=60) == os.getpid())
+        client = nc.connect()
+        print("address", client.scheduler_info()["address"].split("://")[0])
+    """)], capture_output=True, text=True, timeout=120, cwd=ROOT,
+        env={**os.environ, "DASK_SCHEDULER_ADDRESS": "", "DASK_NBCANVAS__EMBEDDED__POOL": "threads"})
+    assert out.returncode == 0, out.stderr
+    assert "same process True" in out.stdout and "address tcp" in out.stdout
+    assert "Traceback" not in out.stderr and "ERROR" not in out.stderr, out.stderr

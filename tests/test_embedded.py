@@ -1,0 +1,45 @@
+"""nbcanvas.embedded, unit level: choosing the pool and the event loop.
+
+The embedded cluster itself runs in tests/integration/test_cluster.py (worker processes, in a
+fresh interpreter) and tests/integration/test_threads_pool.py (threads, in this one).
+"""
+from __future__ import annotations
+
+import dask
+import pytest
+
+import nbcanvas as nc
+from nbcanvas.embedded import POOLS, _fast_event_loop, embedded_pool
+
+
+def test_the_default_pool_is_worker_processes():
+    with dask.config.set({"nbcanvas.embedded.pool": None}):
+        assert embedded_pool() == "processes"
+
+
+@pytest.mark.parametrize("name, kind", [("processes", "processes"), ("prefork", "processes"),
+                                        ("threads", "threads"), (" Threads ", "threads")])
+def test_pool_names_ours_and_celerys(name, kind):
+    with dask.config.set({"nbcanvas.embedded.pool": name}):
+        assert embedded_pool() == kind
+
+
+@pytest.mark.parametrize("name", ["solo", "gevent", "eventlet", "thread", 2])
+def test_a_pool_that_means_nothing_here_is_refused_with_the_choices(name):
+    with dask.config.set({"nbcanvas.embedded.pool": name}):
+        with pytest.raises(nc.ImproperlyConfigured) as e:
+            embedded_pool()
+    assert repr(name) in str(e.value) and "'processes'" in str(e.value)
+    assert "'threads'" in str(e.value) and "'prefork'" in str(e.value)
+
+
+def test_the_environment_variable_reaches_the_config(monkeypatch):
+    monkeypatch.setenv("DASK_NBCANVAS__EMBEDDED__POOL", "threads")
+    assert dask.config.collect(paths=[])["nbcanvas"]["embedded"]["pool"] == "threads"
+    assert set(POOLS.values()) == {"processes", "threads"}
+
+
+def test_embedded_event_loop_is_uvloop_unless_the_user_chose_one():
+    assert _fast_event_loop() == {"distributed.admin.event-loop": "uvloop"}
+    with dask.config.set({"distributed.admin.event-loop": "asyncio"}):
+        assert _fast_event_loop() == {}
