@@ -1,7 +1,8 @@
 """The live view in real kernels on a real LocalCluster.
 
 - a notebook executed by nbclient with widget state stored: the saved state shows the final
-  bars and the SVG coloured by state (success everywhere; failure / not run for a failing chain);
+  bars and the SVG coloured by state (success everywhere; failure / not run for a failing chain),
+  on the session's LocalCluster and on the kernel's own embedded cluster with the threads pool;
 - a kernel interrupt during ``.get()`` leaves the workflow running and the view live;
 - a second kernel re-attaches by id and shows the running workflow's live diagram and bars,
   and lists it with ``nc.workflows()``.
@@ -66,11 +67,23 @@ class Views:
 
 
 # -- a notebook executed by nbclient ------------------------------------------------------------
-def test_saved_notebook_keeps_the_final_view(dask_client, monkeypatch, tmp_path):
+@pytest.mark.parametrize("where", ["cluster", "threads"])
+def test_saved_notebook_keeps_the_final_view(request, monkeypatch, tmp_path, where):
+    """``cluster``: the session's LocalCluster; ``threads``: the kernel's own embedded
+    cluster with ``nbcanvas.embedded.pool: threads`` (its workers in the kernel)."""
     import nbformat
     from nbclient import NotebookClient
-    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", dask_client.scheduler.address)
+    if where == "cluster":
+        address = request.getfixturevalue("dask_client").scheduler.address
+        monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", address)
+    else:
+        monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "")
+        monkeypatch.setenv("DASK_NBCANVAS__EMBEDDED__POOL", "threads")
     nb = nbformat.read(NOTEBOOK, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(  # where did the tasks run?
+        "import json, os\nimport nbcanvas as nc\n"
+        "pids = set(nc.connect().run(os.getpid).values())\n"
+        "print(json.dumps({'where': 'threads' if pids == {os.getpid()} else 'cluster'}))"))
     NotebookClient(nb, timeout=120, kernel_name="python3", store_widget_state=True,
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
@@ -83,6 +96,7 @@ def test_saved_notebook_keeps_the_final_view(dask_client, monkeypatch, tmp_path)
                                                 "<nbcanvas live view: chain add → boom>"]
     printed = {k: v for o in outputs if o.get("name") == "stdout"
                for k, v in json.loads(o["text"]).items()}
+    assert printed["where"] == where
     ok = views.summary(shown[0]["application/vnd.jupyter.widget-view+json"]["model_id"])
     assert (ok["value"], ok["max"], ok["style"], ok["steps"]) == (6, 6, "success", 2)
     assert set(ok["fills"]) == set(printed["ok"])
