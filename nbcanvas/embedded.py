@@ -187,11 +187,21 @@ def close() -> Client | None:
     with _lock:
         if not _embedded:
             return None
-        cluster, client, _ = _embedded
+        cluster, client, pool = _embedded
         _embedded.clear()
     try:
         client.close()
+        if pool == "threads":  # don't wait for running tasks: their threads are daemons
+            cluster.sync(_stop_workers, cluster)
         cluster.close()
     except Exception:  # noqa: BLE001 - closing what is already half gone
         pass
     return client
+
+
+async def _stop_workers(cluster: Any) -> None:
+    """Close in-process workers without waiting for the tasks they are running (dask waits
+    by default: a kernel with a long task running would not exit until it ended)."""
+    import asyncio
+    await asyncio.gather(*(w.close(executor_wait=False, reason="nbcanvas-close")
+                           for w in list(cluster.workers.values())), return_exceptions=True)

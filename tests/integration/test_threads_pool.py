@@ -124,3 +124,25 @@ def test_a_notebook_process_picks_the_pool_from_the_environment():
     assert out.returncode == 0, out.stderr
     assert "same process True" in out.stdout and "address tcp" in out.stdout
     assert "Traceback" not in out.stderr and "ERROR" not in out.stderr, out.stderr
+
+
+def test_exit_does_not_wait_for_running_tasks():
+    """The workers are threads of this process: dask would wait for their running tasks when
+    it closes them (dask gives up after about a minute; this exits in a few seconds, and a
+    subprocess timeout well above that catches the hang)."""
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import time
+        import nbcanvas as nc
+        @nc.task
+        def slow(x):
+            time.sleep(600)
+            return x
+        rs = [slow.delay(i) for i in range(4)]
+        assert rs[0].handle.store.wait(lambda s: s.state(rs[0].id) == "STARTED", 60)
+        print("running")
+    """)], capture_output=True, text=True, timeout=45, cwd=ROOT,
+        env={**os.environ, "DASK_SCHEDULER_ADDRESS": "", "DASK_NBCANVAS__EMBEDDED__POOL": "threads"})
+    assert out.returncode == 0, out.stderr
+    assert "running" in out.stdout
+    assert "Traceback" not in out.stderr and "ERROR" not in out.stderr, out.stderr
+    assert "4 workflow(s) still running at exit were stopped" in out.stderr
