@@ -47,7 +47,9 @@ def test_no_step_starts_after_revoke_returns(dask_client, kind):
         assert r.state == "REVOKED"
 
 
-def test_revoke_terminate_interrupts_a_running_step(dask_client):
+def terminate_a_running_step() -> None:
+    """A chain whose first step spins for 60 s is revoked with ``terminate=True`` while that
+    step runs: it is interrupted, and the chain ends REVOKED."""
     r = nc.chain(t.spin.s(60), t.slow.s()).delay()
     first = r.parent
     assert r.handle.store.wait(lambda s: s.state(first.id) == "STARTED", 30)
@@ -57,6 +59,10 @@ def test_revoke_terminate_interrupts_a_running_step(dask_client):
         r.get(timeout=30)
     assert time.monotonic() - t0 < 30  # the 60 s loop was interrupted
     assert first.state == "REVOKED" and r.state == "REVOKED"
+
+
+def test_revoke_terminate_interrupts_a_running_step(dask_client):
+    terminate_a_running_step()
 
 
 def test_get_timeout_raises_and_cancels_nothing(dask_client):

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from nbcanvas import embedded
 from nbcanvas.cluster import scheduler_address
 
 from . import controltasks as t
+from .test_control import terminate_a_running_step
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,15 +67,7 @@ def test_another_process_reattaches_over_tcp(threads_client):
 
 
 def test_terminate_interrupts_the_running_step_and_the_workers_go_on(threads_client):
-    r = nc.chain(t.spin.s(60), t.slow.s()).delay()
-    first = r.parent
-    assert r.handle.store.wait(lambda s: s.state(first.id) == "STARTED", 30)
-    t0 = time.monotonic()
-    r.revoke(terminate=True)
-    with pytest.raises(nc.TaskRevokedError):
-        r.get(timeout=30)
-    assert time.monotonic() - t0 < 30  # the 60 s loop was interrupted
-    assert first.state == "REVOKED" and r.state == "REVOKED"
+    terminate_a_running_step()
     # each of the two workers got the revoke; the step's thread was interrupted once, and
     # every worker thread still runs tasks (two steps that wait for each other need both)
     n = sum(threads_client.nthreads().values())
