@@ -119,8 +119,8 @@ def _reachable_over_tcp(cluster: Any) -> None:
 
 
 def _fast_event_loop() -> dict[str, str]:
-    """uvloop for the embedded cluster's event loops (its scheduler thread and its worker
-    processes), when installed and dask's ``distributed.admin.event-loop`` is left at its
+    """uvloop for the embedded cluster's event loops (its scheduler's thread, and its worker
+    processes when it has them), when installed and dask's ``distributed.admin.event-loop`` is left at its
     default: each hop of a message wakes up sooner (about 0.3 ms of a single task's round
     trip here). The kernel's own event loop is not touched.
     """
@@ -151,7 +151,6 @@ def _in_memory_client(cluster: Any) -> Client:
     # the dashboard link, scheduler_info() and wait_for_workers(), as with Client(cluster)
     client.cluster = cluster
     return client
-
 
 
 def _close_at_exit() -> None:
