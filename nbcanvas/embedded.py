@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import sys
 import threading
 from typing import Any
@@ -43,7 +42,8 @@ def running() -> Client | None:
 
 def start() -> Client:
     """The embedded LocalCluster's client, started on first use: one single-threaded worker per
-    core, in its own process or (``embedded_pool() == "threads"``) in this one."""
+    core this process may use, in its own process or (``embedded_pool() == "threads"``) in
+    this one."""
     with _lock:
         pool = embedded_pool()
         if _embedded and _embedded[1].status == "running":
@@ -54,7 +54,9 @@ def start() -> Client:
                     f"kernel, or call nbcanvas.cluster.close_embedded() first")
             return _embedded[1]
         from distributed import LocalCluster
-        n = os.cpu_count() or 2
+        # the cores this process may use (affinity, a container's CPU quota as on Binder),
+        # not the host's: os.cpu_count() would start one worker per core of the whole node
+        from dask.system import CPU_COUNT as n
         threads = pool == "threads"
         # Threads: the workers share this process, so they reach the scheduler in memory too;
         # no memory limit, since the process's memory is the kernel's (its data would pause

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import os
 import time
 from typing import Any
+
+from dask.system import CPU_COUNT
 
 from .canvas import Signature
 from .canvas.walk import title
@@ -178,7 +179,7 @@ def submit(sig: Signature) -> Any:
     wf = sig.id
     salt = supersede(wf)
     # Compile first: a call that cannot be completed is an error before anything connects.
-    guess = getattr(app, "_nthreads", None) or os.cpu_count() or 2
+    guess = getattr(app, "_nthreads", None) or CPU_COUNT
     fusion, batching = getattr(app, "fusion", True), getattr(app, "batching", True)
     tiny = tiny_tasks() if batching else {}
     cg = compile_canvas(sig, wf, parallelism=guess, fusion=fusion, batching=batching, salt=salt,

@@ -88,11 +88,31 @@ def test_embedded_cluster_started_on_first_use_and_closed_quietly():
     out = _run(code, env)
     assert out.returncode == 0, out.stderr
     assert "result 8" in out.stdout and "empty []" in out.stdout
-    assert f"workers {os.cpu_count()}" in out.stdout
+    from dask.system import CPU_COUNT
+    assert f"workers {CPU_COUNT}" in out.stdout
     assert "comms inproc tcp True" in out.stdout and "dashboard True" in out.stdout
     assert "loops ['uvloop']" in out.stdout  # the scheduler's thread and every worker
     assert "Traceback" not in out.stderr and "ERROR" not in out.stderr, out.stderr
     assert "nbcanvas:" not in out.stderr  # nothing was left running
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None or not hasattr(os, "sched_getaffinity"),
+                    reason="needs taskset (util-linux) to limit the process to one core")
+def test_embedded_cluster_has_a_worker_per_core_this_process_may_use():
+    """As in a container with a CPU quota (Binder): the host's core count is not ours."""
+    code = textwrap.dedent("""
+        import os
+        import nbcanvas as nc
+        from nbcanvas.embedded import _embedded
+        nc.connect()
+        print("allowed", len(os.sched_getaffinity(0)), "host", os.cpu_count(),
+              "workers", len(_embedded[0].workers))
+    """)
+    out = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT,
+                         env={**os.environ, "DASK_SCHEDULER_ADDRESS": ""})
+    assert out.returncode == 0, out.stderr
+    assert f"allowed 1 host {os.cpu_count()} workers 1" in out.stdout, out.stdout
 
 
 def test_exit_with_workflows_in_flight_says_so_once_instead_of_logging_errors():

@@ -44,7 +44,8 @@ def _py(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 def test_workers_share_this_process_and_reach_the_scheduler_in_memory(threads_client):
     assert set(threads_client.run(os.getpid).values()) == {os.getpid()}
-    assert len(threads_client.scheduler_info()["workers"]) == (os.cpu_count() or 2)
+    from dask.system import CPU_COUNT
+    assert len(threads_client.scheduler_info()["workers"]) == CPU_COUNT
     worker_comms = threads_client.run(lambda dask_worker: dask_worker.scheduler.address)
     assert {a.split("://")[0] for a in worker_comms.values()} == {"inproc"}
     assert threads_client.scheduler.address.startswith("inproc://")
