@@ -27,7 +27,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "nbcanvas": ("nbcanvas-embedded", "nbcanvas-threads", "nbcanvas-localcluster"),
     "dask": ("dask-defaults", "dask-tuned"),
     "celery": ("celery-redis", "celery-eager"),
-    "duel": ("nbcanvas-embedded", "celery-redis"),
+    "duel": ("nbcanvas-embedded", "nbcanvas-threads", "celery-redis"),
     "kill": (),
 }
 DEFAULT_ONLY = ("nbcanvas", "dask", "celery", "duel")
@@ -124,8 +124,10 @@ _INTRO = (
 _ROWS = (
     "Rows: *alternating with Celery* is the single-task round trip measured with nbcanvas's "
     "embedded cluster and Celery+Redis running side by side, in blocks of 25 that alternate "
-    "between the two (`bench/duel.py`), so both see the same machine; the plain latency rows "
-    "measure each system on its own, minutes apart. *build+compile* is building the group, "
+    "between the two (`bench/duel.py`), so both see the same machine; there is a round for each "
+    "pool, and Celery's cell is from the round against worker processes (the JSON note of the "
+    "threads cell gives Celery's from its round). The plain latency rows measure each system "
+    "on its own, minutes apart. *build+compile* is building the group, "
     "`freeze()` and "
     "`nbcanvas.compile.compile_canvas(..., parallelism=2)` (the JSON note splits the three; for "
     "dask it is building the `Task` dict, for Celery build + `freeze()`); *nested chords* is a "

@@ -7,6 +7,8 @@ cluster in this process, and a Celery prefork worker (concurrency 2) with Redis,
 ``bench.celery_driver --mode serve`` in the Celery venv. Blocks of ``delay().get()`` alternate
 between the two (``Sizes.duel_blocks`` blocks each, the starting side swapping every block),
 so both see the same machine. Only one system sends work at any moment; the other one idles.
+There is a round for each pool of the embedded cluster (``ROUNDS``), against the same Celery
+worker.
 """
 from __future__ import annotations
 
@@ -60,10 +62,10 @@ def _cells(samples: list[float], blocks: int) -> dict[str, Cell]:
     return {"duel_p50": c, "duel_p90": p90}
 
 
-def _nbcanvas_side() -> Any:
+def _nbcanvas_side(pool: str) -> Any:
     """A function running n nbcanvas round trips on the embedded cluster (ms each)."""
     from .nb import on_embedded
-    t, _ = on_embedded("bench-duel")
+    t, _ = on_embedded(f"bench-duel-{pool}", pool)
 
     def run(n: int) -> list[float]:
         lat = []
@@ -77,21 +79,24 @@ def _nbcanvas_side() -> Any:
     return run
 
 
+#: the nbcanvas side of each round of the duel (one embedded cluster at a time): its column
+#: and ``nbcanvas.embedded.pool``; Celery's column shows its blocks of the first round
+ROUNDS = (("nbcanvas-embedded", "processes"), ("nbcanvas-threads", "threads"))
+
+
 def run_duel(s: Sizes) -> dict[str, dict[str, Cell]]:
-    """``{"nbcanvas-embedded": cells, "celery-redis": cells}`` for ``KEYS`` (error cells if
-    something failed)."""
+    """``{"nbcanvas-embedded": cells, "nbcanvas-threads": cells, "celery-redis": cells}`` for
+    ``KEYS`` (error cells if something failed): a round against Celery for each pool."""
     from .celery_side import VENV, celery_env, ensure_venv, start_redis, start_worker
     try:
         py = ensure_venv()
     except Exception as e:  # noqa: BLE001
-        bad = {k: na(f"error: could not set up {VENV.name}: {type(e).__name__}: {e}")
-               for k in KEYS}
-        return {"nbcanvas-embedded": dict(bad), "celery-redis": dict(bad)}
+        return _failed(f"error: could not set up {VENV.name}: {type(e).__name__}: {e}")
     logdir = Path(tempfile.mkdtemp(prefix="nbcanvas-bench-duel-"))
     env = celery_env()
     blocks = max(2, s.duel_blocks)
     size = max(1, s.latency_samples // blocks)
-    samples: dict[str, list[float]] = {"nbcanvas-embedded": [], "celery-redis": []}
+    samples: dict[str, list[float]] = {}
     try:
         with Procs() as procs:
             port = start_redis(procs, logdir)
@@ -110,21 +115,35 @@ def run_duel(s: Sizes) -> dict[str, dict[str, Cell]]:
                 driver.stdin.write(f"lat {n}\n")
                 driver.stdin.flush()
                 return [float(x) for x in json.loads(lines.next(BLOCK_TIMEOUT, "samples"))]
-            sides = {"nbcanvas-embedded": _nbcanvas_side(), "celery-redis": celery}
-            log(f"  {blocks} blocks of {size} round trips each, alternating")
-            for b in range(blocks):
-                order = list(sides) if b % 2 == 0 else list(reversed(sides))
-                for system in order:
-                    samples[system] += sides[system](size)
+            from nbcanvas.cluster import close_embedded
+            for system, pool in ROUNDS:
+                close_embedded()  # the previous round's
+                sides = {system: _nbcanvas_side(pool), f"celery-redis/{system}": celery}
+                log(f"  {pool}: {blocks} blocks of {size} round trips each, alternating")
+                for b in range(blocks):
+                    order = list(sides) if b % 2 == 0 else list(reversed(sides))
+                    for side in order:
+                        samples.setdefault(side, []).extend(sides[side](size))
             assert driver.stdin is not None
             driver.stdin.write("quit\n")
             driver.stdin.flush()
     except Exception as e:  # noqa: BLE001 - a failed duel leaves the other rows alone
         log(f"duel failed: {type(e).__name__}: {e}")
-        bad = {k: na(f"error: {type(e).__name__}: {str(e)[:200]}") for k in KEYS}
-        return {"nbcanvas-embedded": dict(bad), "celery-redis": dict(bad)}
+        return _failed(f"error: {type(e).__name__}: {str(e)[:200]}")
     finally:
         shutil.rmtree(logdir, ignore_errors=True)
         from nbcanvas.cluster import close_embedded
         close_embedded()
-    return {system: _cells(lat, blocks) for system, lat in samples.items()}
+    out = {system: _cells(samples[system], blocks) for system, _ in ROUNDS}
+    for system, _ in ROUNDS[1:]:  # Celery's blocks of the later rounds go in their notes
+        theirs = split_latency(samples[f"celery-redis/{system}"])
+        for key, c in (("duel_p50", theirs), ("duel_p90", theirs["p90"])):
+            out[system][key]["note"] += f"; Celery+Redis in the same blocks: {c['value']:.2f} ms"
+    first = ROUNDS[0][0]
+    out["celery-redis"] = _cells(samples[f"celery-redis/{first}"], blocks)
+    return out
+
+
+def _failed(note: str) -> dict[str, dict[str, Cell]]:
+    bad = {k: na(note) for k in KEYS}
+    return {system: dict(bad) for system in [r[0] for r in ROUNDS] + ["celery-redis"]}

@@ -139,9 +139,10 @@ def test_quick_run_celery(tmp_path: Path) -> None:
 @needs_celery
 def test_quick_run_duel(tmp_path: Path) -> None:
     rep = _run_bench(tmp_path, "duel", timeout=240)
-    assert rep["systems"] == ["nbcanvas-embedded", "celery-redis"]
+    assert rep["systems"] == ["nbcanvas-embedded", "nbcanvas-threads", "celery-redis"]
     assert [w["key"] for w in rep["workloads"]] == ["duel_p50", "duel_p90"]
     for system in rep["systems"]:
         p50, p90 = (rep["results"][system][k] for k in ("duel_p50", "duel_p90"))
         assert 0 < p50["value"] <= p90["value"], (system, p50, p90)
         assert "alternating" in p50["note"]
+    assert "Celery+Redis in the same blocks" in rep["results"]["nbcanvas-threads"]["duel_p50"]["note"]
