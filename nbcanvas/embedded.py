@@ -19,10 +19,12 @@ import atexit
 import logging
 import sys
 import threading
+from collections import deque
 from typing import Any
 
 import dask
 from distributed import Client
+from distributed.diagnostics.plugin import SchedulerPlugin
 
 from .errors import ImproperlyConfigured
 
@@ -70,9 +72,14 @@ def start() -> Client:
             if threads:
                 _reachable_over_tcp(cluster)
             client = _in_memory_client(cluster)
-        if threads:  # tasks that send workflows use this client (dask's get_client() would
-            for worker in cluster.workers.values():  # make one per worker and set it as
-                worker._client = client              # this process's default)
+        cluster.sync(cluster.scheduler.register_scheduler_plugin, _NoMessageLogs(),
+                     idempotent=True)
+        if threads:
+            for worker in cluster.workers.values():
+                # tasks that send workflows use this client (dask's get_client() would make
+                # one per worker and set it as this process's default)
+                worker._client = client
+                _no_message_log(worker.batched_stream)
         _embedded[:] = [cluster, client, pool]
         # Close before Python shuts its thread pools down (the scheduler offloads graph
         # deserialization to one); atexit alone runs after that.
@@ -152,7 +159,36 @@ def _in_memory_client(cluster: Any) -> Client:
     client = Client(memory[0], loop=cluster.loop, set_as_default=False)
     # the dashboard link, scheduler_info() and wait_for_workers(), as with Client(cluster)
     client.cluster = cluster
+    _no_message_log(client.scheduler_comm)  # client -> scheduler, and back:
+    _no_message_log(cluster.scheduler.client_comms.get(client.id))
     return client
+
+
+def _no_message_log(stream: Any) -> None:
+    """Keep no copy of what a stream of the embedded cluster sent.
+
+    distributed's BatchedSend keeps its last 1,000 messages for debugging, those over 1 MB
+    replaced by a marker. Messages under 1 MB still add up (the scheduler's to a worker hold
+    the programs of whole units), and an in-memory comm reports every message as 1 byte, so
+    whole workflow records, graphs and event batches stayed in this process: about 12 MB
+    per 10,000-task workflow, up to 1,000 messages per stream.
+    """
+    if stream is not None and hasattr(stream, "recent_message_log"):
+        stream.recent_message_log = deque(maxlen=0)
+
+
+class _NoMessageLogs(SchedulerPlugin):
+    """The embedded scheduler's streams to its workers keep no copies either (a worker that
+    restarts gets a new stream)."""
+
+    name = "nbcanvas-embedded-streams"
+
+    async def start(self, scheduler: Any) -> None:
+        for stream in scheduler.stream_comms.values():
+            _no_message_log(stream)
+
+    def add_worker(self, scheduler: Any = None, worker: str = "") -> None:
+        _no_message_log(scheduler.stream_comms.get(worker))
 
 
 def _close_at_exit() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
@@ -105,6 +106,22 @@ def _guarded(fn: Any) -> Any:
     return handler
 
 
+#: event messages of the nbcanvas topic the scheduler keeps (dask keeps 1,000 per topic)
+KEEP_EVENTS = 50
+
+
+def keep_few_events(scheduler: Any) -> None:
+    """The scheduler keeps the last 1,000 messages of every event topic, for ``get_events``.
+    nbcanvas's go to their subscribers and into the workflow records; kept, they only hold
+    memory (a 10,000-task workflow sends about 40 batches of events: 150 MB for 1,000 here)."""
+    try:
+        topic = scheduler._broker._topics[TOPIC]
+    except (AttributeError, KeyError, TypeError):  # a distributed without the broker
+        return
+    if topic.events.maxlen is None or topic.events.maxlen > KEEP_EVENTS:
+        topic.events = deque(topic.events, maxlen=KEEP_EVENTS)
+
+
 class NbcanvasScheduler(SchedulerPlugin):
     """Workflow records on the scheduler."""
 
@@ -122,6 +139,7 @@ class NbcanvasScheduler(SchedulerPlugin):
     async def start(self, scheduler: Any) -> None:
         self.scheduler = scheduler
         inline_small_graphs()
+        keep_few_events(scheduler)
         # A stream handler that raises would close the client's stream: never let one raise.
         scheduler.stream_handlers["nbcanvas-register"] = _guarded(self.register)
         scheduler.stream_handlers["nbcanvas-retry"] = _guarded(self.retry)

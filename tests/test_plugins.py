@@ -247,3 +247,14 @@ def test_small_graphs_unpack_on_the_loop_and_the_rest_on_the_offload_thread(dask
     finally:
         seen = dask_client.run_on_scheduler(collect)
     assert seen == [("loop", 1), ("offload", INLINE_UNITS + 1), ("offload", 1)]
+
+
+def test_the_scheduler_keeps_few_nbcanvas_event_messages(dask_client):
+    """dask keeps the last 1,000 messages of every event topic; nbcanvas's are consumed as
+    they arrive, and kept they only hold the scheduler's memory."""
+    from nbcanvas.plugins import KEEP_EVENTS
+    connection(nc.App(f"tests.test_plugins.{uuid.uuid4()}", client=dask_client,
+                      set_as_current=False))
+    kept = dask_client.run_on_scheduler(
+        lambda dask_scheduler: dask_scheduler._broker._topics[TOPIC].events.maxlen)
+    assert kept == KEEP_EVENTS < 1000

@@ -77,6 +77,10 @@ def test_embedded_cluster_started_on_first_use_and_closed_quietly():
         print("comms", client.scheduler.address.split("://")[0], conn.address.split("://")[0],
               client.scheduler_info()["address"] == conn.address)
         print("dashboard", client.dashboard_link.startswith("http://"))
+        sched = _embedded[0].scheduler  # no stream keeps copies of what it sent
+        streams = [client.scheduler_comm, sched.client_comms[client.id],
+                   *sched.stream_comms.values()]
+        print("message logs", sum(len(s.recent_message_log) for s in streams), len(streams))
         async def loop_kind():
             import asyncio
             return type(asyncio.get_running_loop()).__module__.split(".")[0]
@@ -91,6 +95,7 @@ def test_embedded_cluster_started_on_first_use_and_closed_quietly():
     from dask.system import CPU_COUNT
     assert f"workers {CPU_COUNT}" in out.stdout
     assert "comms inproc tcp True" in out.stdout and "dashboard True" in out.stdout
+    assert f"message logs 0 {2 + CPU_COUNT}" in out.stdout
     assert "loops ['uvloop']" in out.stdout  # the scheduler's thread and every worker
     assert "Traceback" not in out.stderr and "ERROR" not in out.stderr, out.stderr
     assert "nbcanvas:" not in out.stderr  # nothing was left running

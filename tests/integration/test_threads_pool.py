@@ -93,6 +93,25 @@ def test_a_task_sends_to_this_cluster_and_waits_off_the_pool(threads_client):
         threads_client.scheduler.address}
 
 
+def test_a_forgotten_workflow_leaves_no_copy_in_this_process(threads_client):
+    """Scheduler, workers and client all live here and talk in memory: distributed's streams
+    would keep their last 1,000 messages whole (records, graphs, event batches)."""
+    import gc
+    r = nc.chord([t.slow.s(i, 0.0) for i in range(300)])(t.total.s()).delay()
+    wf = r.id
+    assert r.get(timeout=60) == sum(range(1, 301))
+    r.forget()
+    del r
+    gc.collect()
+    assert not [o for o in gc.get_objects()
+                if isinstance(o, dict) and o.get("id") == wf and "structure" in o]
+    scheduler = threads_client.cluster.scheduler
+    streams = [threads_client.scheduler_comm, scheduler.client_comms[threads_client.id],
+               *scheduler.stream_comms.values(),
+               *(w.batched_stream for w in threads_client.cluster.workers.values())]
+    assert [len(s.recent_message_log) for s in streams] == [0] * len(streams)
+
+
 def test_asking_for_another_pool_while_it_runs_is_refused(threads_client):
     with dask.config.set({"nbcanvas.embedded.pool": "processes"}):
         with pytest.raises(nc.ImproperlyConfigured, match="already runs with threads"):
