@@ -27,6 +27,7 @@ from distributed import Client
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from .errors import ImproperlyConfigured
+from .shipping import workers_here
 
 __all__ = ["POOLS", "embedded_pool", "start", "running", "close"]
 
@@ -80,6 +81,7 @@ def start() -> Client:
                 # one per worker and set it as this process's default)
                 worker._client = client
                 _no_message_log(worker.batched_stream)
+            workers_here(client)  # task functions run as themselves (nbcanvas.shipping)
         _embedded[:] = [cluster, client, pool]
         # Close before Python shuts its thread pools down (the scheduler offloads graph
         # deserialization to one); atexit alone runs after that.

@@ -136,8 +136,9 @@ def _check_routing(conn: Connection, cg: Any) -> None:
 
 
 def _name_unpicklable(cg: Any, error: Exception) -> Exception:
-    """Find the argument that cannot be pickled, to name it with its task."""
+    """Find the function or argument that cannot be pickled, to name it with its task."""
     import cloudpickle
+    fns: set[int] = set()
 
     from .compile.programs import Batch, Dyn, MapStep, Par, Seq
     for unit in cg.units.values():
@@ -155,6 +156,18 @@ def _name_unpicklable(cg: Any, error: Exception) -> Exception:
                 if isinstance(p, Par):
                     stack.extend(p.members)
                     continue
+                fn = getattr(p, "fn", None)
+                if fn is not None and id(fn) not in fns:
+                    fns.add(id(fn))
+                    try:
+                        cloudpickle.dumps(fn)
+                    except Exception as e:
+                        return TypeError(
+                            f"task {p.name!r}: its function cannot be sent to the cluster's "
+                            f"worker processes: {type(e).__name__}: {e}. Something it uses "
+                            f"cannot be pickled (a lock, a connection, an open file: create it "
+                            f"inside the task), or, on the embedded cluster, run its workers "
+                            f"in this process (nbcanvas.embedded.pool: threads)")
                 if isinstance(p, MapStep):
                     args = [(f"item {i}", a) for i, a in enumerate(p.items)]
                 elif isinstance(p, Dyn):

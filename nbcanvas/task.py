@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .arity import ArgSpec
 from .errors import Retry
+from .shipping import travelling
 
 if TYPE_CHECKING:
     from .app import App
@@ -76,7 +77,8 @@ class Task:
 
     def __reduce__(self):
         # Travel light: function, name and options; never the app or its client.
-        return (_rebuild_task, (self.run, self.name, self.bind, self.typing, self.options))
+        return (_rebuild_task, (travelling(self.run), self.name, self.bind, self.typing,
+                                self.options))
 
     @property
     def argspec(self) -> ArgSpec | None:

@@ -49,6 +49,7 @@ STAGE_OF: dict[str, str] = {
     "task": "build",
     "canvas": "build",
     "serialize": "build",
+    "shipping": "build",
     # compile: canvas -> dask graph; worker-side callables
     "compile": "compile",
     "runtime": "compile",
@@ -78,8 +79,8 @@ DEFAULT_STAGE = "show"
 
 # Inside the build stage the order of this list also counts: a build module may import (at module
 # level) only build modules at its own position or before it. The facade __init__ comes last.
-BUILD_ORDER: list[str] = ["errors", "states", "options", "arity", "app", "task", "canvas",
-                          "serialize", "__init__"]
+BUILD_ORDER: list[str] = ["errors", "states", "options", "arity", "shipping", "app", "task",
+                          "canvas", "serialize", "__init__"]
 
 # Third-party top-level packages a stage may import at module level (None = no restriction).
 # cloudpickle: runtime/outcome.py ships exceptions with it when present (try/except, falls back

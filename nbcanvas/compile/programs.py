@@ -6,7 +6,10 @@ place) and ``Dyn`` (``foreach``/``branch``, decided at run time). Callbacks are 
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Final
+
+from ..shipping import travelling
 
 __all__ = ["Step", "MapStep", "Seq", "Par", "Dyn", "Batch", "Prog", "UnitProgram",
            "RUN_OPTIONS"]
@@ -25,12 +28,18 @@ class _Prog:
     errbacks: tuple[Any, ...]
 
     def __reduce__(self):
-        return (_rebuild, (type(self), tuple(getattr(self, f) for f in _all_slots(type(self)))))
+        slots = _all_slots(type(self))
+        values = [getattr(self, f) for f in slots]
+        if "fn" in slots:  # the task's function: see nbcanvas.shipping
+            at = slots.index("fn")
+            values[at] = travelling(values[at])
+        return (_rebuild, (type(self), tuple(values)))
 
     def __dask_tokenize__(self) -> object:
         return (type(self).__name__, self.id)  # ids are unique: no need to hash the contents
 
 
+@functools.cache
 def _all_slots(cls: type) -> tuple[str, ...]:
     return tuple(f for c in reversed(cls.__mro__) for f in getattr(c, "__slots__", ()))
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from dask.task_spec import Task, TaskRef
 
+from ..shipping import in_this_process, runs_here
 from . import CompiledGraph
 from .programs import UnitProgram
 
@@ -116,6 +117,13 @@ def send_graph(client: Any, graph: Any, keys: list[str]) -> list[Any]:
     ``_graph_to_futures`` where it takes ``internal_priority``; else plain ``Client.get``.
     """
     expr = graph_expr(graph, keys)
+    if runs_here(client):  # the whole cluster lives here: task functions go as themselves
+        with in_this_process():
+            return _send(client, expr, keys)
+    return _send(client, expr, keys)
+
+
+def _send(client: Any, expr: Any, keys: list[str]) -> list[Any]:
     if not _ORDERED:
         import inspect
         params = inspect.signature(type(client)._graph_to_futures).parameters

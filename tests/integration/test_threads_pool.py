@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,6 +93,25 @@ def test_a_task_sends_to_this_cluster_and_waits_off_the_pool(threads_client):
     assert set(threads_client.run(lambda dask_worker: dask_worker._client is not None and
                                   dask_worker._client.scheduler.address).values()) == {
         threads_client.scheduler.address}
+
+
+def test_a_task_runs_the_notebooks_own_function_with_its_globals(threads_client):
+    """The workers live here: a task's function is not pickled but sent as itself, so what it
+    uses is the notebook's -- a lock (which cannot be pickled), a list it appends to."""
+    lock, seen = threading.Lock(), []
+
+    def note(x):
+        with lock:
+            seen.append(x)
+        return x
+    app = nc.App("threads-own", set_as_current=False)
+    app.connect(threads_client)
+    task = app.task(note, name="threads.note")
+    assert nc.group(task.s(i) for i in range(6)).delay().get(timeout=60) == list(range(6))
+    assert sorted(seen) == list(range(6))
+    seen.clear()  # foreach: the canvas decided on the cluster carries the task too
+    assert nc.chain(task.s("ab"), nc.foreach(task.s())).delay().get(timeout=60) == ["a", "b"]
+    assert sorted(seen) == ["a", "ab", "b"]
 
 
 def test_a_forgotten_workflow_leaves_no_copy_in_this_process(threads_client):

@@ -162,6 +162,17 @@ def _(tmp_path):
     _unsendable(lambda lock: rel.identity.map([1, lock]), r"task 'identity': argument item 1")
 
 
+@case("unpicklable-function")
+def _(tmp_path):
+    def guarded(x, lock=threading.Lock()):  # a notebook function: pickled by value, with its lock
+        with lock:
+            return x
+    task = nc.App("bad-input-function", set_as_current=False).task(guarded, name="bad.guarded")
+    _unsendable(lambda lock: task.s(1),
+                r"task 'guarded': its function cannot be sent to the cluster's worker "
+                r"processes: TypeError: cannot pickle '_thread.lock' object\. .*threads")
+
+
 @case("unpicklable-argument-in-errback")
 def _(tmp_path):
     before = _records_on_scheduler()

@@ -1,0 +1,112 @@
+"""nbcanvas.shipping: task functions sent as themselves to a cluster that lives in this process."""
+from __future__ import annotations
+
+import gc
+import pickle
+import subprocess
+import sys
+import threading
+
+import cloudpickle
+import pytest
+
+import nbcanvas as nc
+from nbcanvas import shipping
+from nbcanvas.compile import compile_canvas
+from nbcanvas.compile.programs import Step
+
+
+def _made_here():
+    lock = threading.Lock()
+
+    def guarded(x):
+        with lock:
+            return x
+    return guarded
+
+
+def test_outside_the_block_a_function_is_itself():
+    fn = _made_here()
+    assert shipping.travelling(fn) is fn
+    with pytest.raises(TypeError, match="lock"):  # so it is pickled, and this one cannot be
+        cloudpickle.dumps(shipping.travelling(fn))
+
+
+def test_inside_the_block_it_comes_back_as_the_same_object():
+    fn = _made_here()  # closes over a lock: cannot be pickled by value
+    with shipping.in_this_process():
+        data = pickle.dumps(shipping.travelling(fn))
+        again = pickle.dumps(shipping.travelling(fn))
+    assert pickle.loads(data) is fn
+    assert data == again  # one token per function
+    assert len(data) < 200
+
+
+def test_the_block_is_this_threads_only():
+    fn, seen = _made_here(), []
+    with shipping.in_this_process():
+        t = threading.Thread(target=lambda: seen.append(shipping.travelling(fn)))
+        t.start()
+        t.join()
+    assert seen == [fn]
+
+
+def test_tokens_are_not_reused_and_a_dropped_function_is_named():
+    fn = _made_here()
+    with shipping.in_this_process():
+        data = pickle.dumps(shipping.travelling(fn))
+        other = pickle.dumps(shipping.travelling(_made_here()))
+    assert data != other
+    del fn
+    gc.collect()
+    with pytest.raises(RuntimeError, match="'_made_here.<locals>.guarded' was sent as itself "
+                                           "for this process and is not there"):
+        pickle.loads(data)
+
+
+def test_another_process_cannot_read_it():
+    with shipping.in_this_process():
+        data = pickle.dumps(shipping.travelling(_made_here))
+    out = subprocess.run([sys.executable, "-c",
+                          "import pickle, sys; pickle.loads(sys.stdin.buffer.read())"],
+                         input=data, capture_output=True, timeout=60)
+    assert out.returncode != 0
+    assert b"sent as itself for another process" in out.stderr
+
+
+class _Callable:
+    __slots__ = ()  # no __weakref__
+
+    def __call__(self) -> int:
+        return 1
+
+
+def test_callables_without_weak_references_stay_themselves():
+    fn = _Callable()
+    with shipping.in_this_process():
+        assert shipping.travelling(fn) is fn
+
+
+def test_a_compiled_step_and_a_task_carry_the_token():
+    app = nc.App("shipping-test", set_as_current=False)
+    task = app.task(_made_here(), name="shipping.guarded")
+    sig = task.s(1).freeze()
+    cg = compile_canvas(sig, sig.id, parallelism=2, fusion=True, batching=True, salt="",
+                        tiny={})
+    (unit,) = cg.units.values()
+    with pytest.raises(TypeError, match="lock"):
+        cloudpickle.dumps(unit)
+    with shipping.in_this_process():
+        step = pickle.loads(cloudpickle.dumps(unit)).progs[0][0]
+        same = pickle.loads(cloudpickle.dumps(task))
+    assert isinstance(step, Step) and step.fn is task.run
+    assert same.run is task.run  # the function itself, not a copy
+
+
+def test_clients_marked_as_local():
+    class Client:  # any object: the mark is a weak set
+        pass
+    c = Client()
+    assert not shipping.runs_here(c)
+    shipping.workers_here(c)
+    assert shipping.runs_here(c)
