@@ -81,7 +81,10 @@ def start() -> Client:
                 # one per worker and set it as this process's default)
                 worker._client = client
                 _no_message_log(worker.batched_stream)
-            workers_here(client)  # task functions run as themselves (nbcanvas.shipping)
+            # task functions run as themselves (nbcanvas.shipping) while every worker is one of
+            # these: an in-memory address is in this process
+            workers_here(client, lambda: all(a.startswith("inproc://")
+                                             for a in list(cluster.scheduler.workers)))
         _embedded[:] = [cluster, client, pool]
         # Close before Python shuts its thread pools down (the scheduler offloads graph
         # deserialization to one); atexit alone runs after that.

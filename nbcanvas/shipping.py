@@ -14,7 +14,8 @@ gets a copy of them, as on any pool.
 
 Not with worker processes, even though the scheduler is here too: it would pickle the
 function for them when it hands the task out, and one that cannot be pickled would fail
-there, late, instead of in ``delay()``.
+there, late, instead of in ``delay()``. For the same reason, while a worker started in
+another process has joined the threads pool's scheduler, functions are pickled as usual.
 
 >>> import pickle
 >>> def double(x):
@@ -46,19 +47,20 @@ _PROCESS = uuid.uuid4().hex
 _FUNCTIONS: weakref.WeakValueDictionary[int, Callable[..., Any]] = weakref.WeakValueDictionary()
 _TOKENS: weakref.WeakKeyDictionary[Callable[..., Any], int] = weakref.WeakKeyDictionary()
 _COUNTER = itertools.count(1)
-#: clients whose scheduler and workers all live in this process
-_CLIENTS: weakref.WeakSet[Any] = weakref.WeakSet()
+#: clients whose scheduler lives in this process -> whether every worker does too, right now
+_CLIENTS: weakref.WeakKeyDictionary[Any, Callable[[], bool]] = weakref.WeakKeyDictionary()
 
 
-def workers_here(client: Any) -> None:
-    """Mark ``client``: its scheduler and every worker run in this process (graphs sent with it
-    are read only here)."""
-    _CLIENTS.add(client)
+def workers_here(client: Any, check: Callable[[], bool]) -> None:
+    """Mark ``client``: its scheduler runs in this process, and ``check()`` says whether every
+    worker does too (a worker started elsewhere may join it: then graphs are pickled as usual)."""
+    _CLIENTS[client] = check
 
 
 def runs_here(client: Any) -> bool:
     """Whether graphs sent with ``client`` are read only in this process."""
-    return client in _CLIENTS
+    check = _CLIENTS.get(client)
+    return check is not None and check()
 
 
 @contextmanager

@@ -106,7 +106,9 @@ def test_a_compiled_step_and_a_task_carry_the_token():
 def test_clients_marked_as_local():
     class Client:  # any object: the mark is a weak set
         pass
-    c = Client()
+    c, everyone_here = Client(), [True]
     assert not shipping.runs_here(c)
-    shipping.workers_here(c)
+    shipping.workers_here(c, lambda: everyone_here[0])
     assert shipping.runs_here(c)
+    everyone_here[0] = False  # a worker from elsewhere joined
+    assert not shipping.runs_here(c)

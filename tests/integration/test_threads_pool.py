@@ -114,6 +114,46 @@ def test_a_task_runs_the_notebooks_own_function_with_its_globals(threads_client)
     assert sorted(seen) == ["a", "ab", "b"]
 
 
+def test_a_worker_from_elsewhere_gets_functions_pickled_again(threads_client):
+    """A worker started in another process may join the embedded scheduler over TCP: while it
+    is there, functions are pickled on the client again, so one that cannot be pickled is
+    refused by delay() instead of failing on the scheduler's way to that worker."""
+    import shutil
+
+    from nbcanvas.shipping import runs_here
+    from tests.waiting import stop_processes, wait_until
+    here = len(threads_client.scheduler_info()["workers"])
+    assert runs_here(threads_client)
+    dask_cli = shutil.which("dask", path=str(Path(sys.executable).parent)) or "dask"
+    proc = subprocess.Popen([dask_cli, "worker", scheduler_address(threads_client), "--nthreads",
+                             "1", "--no-dashboard", "--resources", "outside=1"],
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    app = nc.App("threads-outside", set_as_current=False)
+    app.connect(threads_client)
+    lock = threading.Lock()
+
+    def pid_of(x):
+        return x, os.getpid()
+
+    def guarded(x):
+        with lock:
+            return x
+    try:
+        threads_client.wait_for_workers(here + 1, timeout=60)
+        assert not runs_here(threads_client)
+        x, pid = app.task(pid_of, name="outside.pid_of").s(7).set(queue="outside").delay().get(
+            timeout=60)
+        assert x == 7 and pid != os.getpid()  # ran there (its nanny's child), by value
+        with pytest.raises(TypeError, match="task 'guarded': its function cannot be sent"):
+            app.task(guarded, name="outside.guarded").s(1).set(queue="outside").delay()
+    finally:
+        stop_processes([proc])
+    wait_until(lambda: len(threads_client.scheduler_info()["workers"]) == here, 30,
+               "the outside worker leaving")
+    assert runs_here(threads_client)
+
+
 def test_a_forgotten_workflow_leaves_no_copy_in_this_process(threads_client):
     """Scheduler, workers and client all live here and talk in memory: distributed's streams
     would keep their last 1,000 messages whole (records, graphs, event batches)."""
