@@ -83,8 +83,9 @@ def start() -> Client:
                 _no_message_log(worker.batched_stream)
             # task functions run as themselves (nbcanvas.shipping) while every worker is one of
             # these: an in-memory address is in this process
+            scheduler = cluster.scheduler
             workers_here(client, lambda: all(a.startswith("inproc://")
-                                             for a in list(cluster.scheduler.workers)))
+                                             for a in list(scheduler.workers)))
         _embedded[:] = [cluster, client, pool]
         # Close before Python shuts its thread pools down (the scheduler offloads graph
         # deserialization to one); atexit alone runs after that.

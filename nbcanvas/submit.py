@@ -138,9 +138,9 @@ def _check_routing(conn: Connection, cg: Any) -> None:
 def _name_unpicklable(cg: Any, error: Exception) -> Exception:
     """Find the function or argument that cannot be pickled, to name it with its task."""
     import cloudpickle
-    fns: set[int] = set()
 
     from .compile.programs import Batch, Dyn, MapStep, Par, Seq
+    fns: set[int] = set()
     for unit in cg.units.values():
         for prog, _ in unit.progs:
             stack = [prog]
