@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["wait_until", "scheduler_address", "stop_processes"]
+__all__ = ["wait_until", "scheduler_address", "stop_processes", "dask_cli"]
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str = "the condition",
@@ -67,3 +67,11 @@ def stop_processes(procs: list[Any], sig: int | None = None, timeout: float = 20
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait(timeout=timeout)
+
+
+def dask_cli() -> str:
+    """The ``dask`` command of this interpreter's environment (for ``dask scheduler|worker``)."""
+    import shutil
+    import sys
+    from pathlib import Path
+    return shutil.which("dask", path=str(Path(sys.executable).parent)) or "dask"

@@ -13,7 +13,7 @@ import pytest
 
 import nbcanvas as nc
 from nbcanvas.cluster import connection
-from tests.waiting import scheduler_address, stop_processes
+from tests.waiting import dask_cli, scheduler_address, stop_processes
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,16 +148,16 @@ def test_exit_with_workflows_in_flight_says_so_once_instead_of_logging_errors():
 @pytest.fixture()
 def cli_cluster(tmp_path):
     """A scheduler and two workers started with the `dask` CLI, as a user would."""
-    dask_cli = shutil.which("dask", path=str(Path(sys.executable).parent)) or "dask"
+    cli = dask_cli()
     sched_file = tmp_path / "scheduler.json"
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    procs = [subprocess.Popen([dask_cli, "scheduler", "--host", "127.0.0.1", "--port", "0",
+    procs = [subprocess.Popen([cli, "scheduler", "--host", "127.0.0.1", "--port", "0",
                                "--dashboard-address", ":0", "--scheduler-file", str(sched_file)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
         address = scheduler_address(sched_file, procs[0])
         for _ in range(2):
-            procs.append(subprocess.Popen([dask_cli, "worker", address, "--nthreads", "1",
+            procs.append(subprocess.Popen([cli, "worker", address, "--nthreads", "1",
                                            "--no-dashboard"], env=env, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL))
         from distributed import Client

@@ -118,14 +118,12 @@ def test_a_worker_from_elsewhere_gets_functions_pickled_again(threads_client):
     """A worker started in another process may join the embedded scheduler over TCP: while it
     is there, functions are pickled on the client again, so one that cannot be pickled is
     refused by delay() instead of failing on the scheduler's way to that worker."""
-    import shutil
-
     from nbcanvas.shipping import runs_here
-    from tests.waiting import stop_processes, wait_until
+    from tests.waiting import dask_cli, stop_processes, wait_until
     here = len(threads_client.scheduler_info()["workers"])
     assert runs_here(threads_client)
-    dask_cli = shutil.which("dask", path=str(Path(sys.executable).parent)) or "dask"
-    proc = subprocess.Popen([dask_cli, "worker", scheduler_address(threads_client), "--nthreads",
+    cli = dask_cli()
+    proc = subprocess.Popen([cli, "worker", scheduler_address(threads_client), "--nthreads",
                              "1", "--no-dashboard", "--resources", "outside=1"],
                             env={**os.environ, "PYTHONPATH": str(ROOT)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

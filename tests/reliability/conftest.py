@@ -10,16 +10,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.waiting import scheduler_address, stop_processes
+from tests.waiting import dask_cli, scheduler_address, stop_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,11 +47,11 @@ class CliCluster:
     """A scheduler and workers started with the ``dask`` CLI, as separate processes."""
 
     def __init__(self, tmp: Path, n_workers: int = 2) -> None:
-        dask_cli = shutil.which("dask", path=str(Path(sys.executable).parent)) or "dask"
+        cli = dask_cli()
         sched_file = tmp / "scheduler.json"
         env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
         self.scheduler = subprocess.Popen(
-            [dask_cli, "scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address",
+            [cli, "scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address",
              ":0", "--scheduler-file", str(sched_file)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.workers: list[subprocess.Popen[bytes]] = []
@@ -65,7 +63,7 @@ class CliCluster:
         self.address: str = address
         for _ in range(n_workers):
             self.workers.append(subprocess.Popen(
-                [dask_cli, "worker", address, "--nthreads", "1", "--no-dashboard"],
+                [cli, "worker", address, "--nthreads", "1", "--no-dashboard"],
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
     def kill_scheduler(self) -> None:

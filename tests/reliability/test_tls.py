@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ x509 = pytest.importorskip("cryptography.x509")
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
-from tests.waiting import scheduler_address, stop_processes
+from tests.waiting import dask_cli, scheduler_address, stop_processes
 
 
 def _name(cn: str):
@@ -80,9 +79,8 @@ def tls_cluster(tmp_path_factory):
     """A scheduler and 2 workers that speak only TLS, started with the ``dask`` CLI in their
     own processes and stopped by PID (an in-process cluster's close could hang after a
     refused handshake); yields (address, paths)."""
-    import shutil
     import subprocess
-    import sys
+
     from distributed import Client
     from distributed.security import Security
     d = tmp_path_factory.mktemp("tls")
@@ -90,17 +88,17 @@ def tls_cluster(tmp_path_factory):
     cert, key = make_leaf(d, ca_key, ca_cert, "node")
     other_key, other_cert, other_ca = make_ca(d, "some other CA")
     intruder_cert, intruder_key = make_leaf(d, other_key, other_cert, "intruder")
-    dask_cli = shutil.which("dask", path=os.path.dirname(sys.executable)) or "dask"
+    cli = dask_cli()
     tls = ["--tls-ca-file", ca_file, "--tls-cert", cert, "--tls-key", key]
     sched_file = d / "scheduler.json"
-    procs = [subprocess.Popen([dask_cli, "scheduler", "--protocol", "tls", "--host", "127.0.0.1",
+    procs = [subprocess.Popen([cli, "scheduler", "--protocol", "tls", "--host", "127.0.0.1",
                                "--port", "0", "--dashboard-address", ":0", "--scheduler-file",
                                str(sched_file), *tls], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)]
     try:
         address = scheduler_address(sched_file, procs[0])
         for _ in range(2):
-            procs.append(subprocess.Popen([dask_cli, "worker", address, "--nthreads", "1",
+            procs.append(subprocess.Popen([cli, "worker", address, "--nthreads", "1",
                                            "--no-dashboard", *tls], stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL))
         sec = Security(tls_ca_file=ca_file, tls_client_cert=cert, tls_client_key=key,
