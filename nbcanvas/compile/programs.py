@@ -28,12 +28,12 @@ class _Prog:
     errbacks: tuple[Any, ...]
 
     def __reduce__(self):
-        slots = _all_slots(type(self))
-        values = [getattr(self, f) for f in slots]
-        if "fn" in slots:  # the task's function: see nbcanvas.shipping
-            at = slots.index("fn")
+        cls = type(self)
+        values = [getattr(self, f) for f in _all_slots(cls)]
+        at = _fn_at(cls)
+        if at is not None:  # the task's function: see nbcanvas.shipping
             values[at] = travelling(values[at])
-        return (_rebuild, (type(self), tuple(values)))
+        return (_rebuild, (cls, tuple(values)))
 
     def __dask_tokenize__(self) -> object:
         return (type(self).__name__, self.id)  # ids are unique: no need to hash the contents
@@ -42,6 +42,12 @@ class _Prog:
 @functools.cache
 def _all_slots(cls: type) -> tuple[str, ...]:
     return tuple(f for c in reversed(cls.__mro__) for f in getattr(c, "__slots__", ()))
+
+
+@functools.cache
+def _fn_at(cls: type) -> int | None:
+    slots = _all_slots(cls)
+    return slots.index("fn") if "fn" in slots else None
 
 
 def _rebuild(cls: type, values: tuple) -> Any:
