@@ -55,8 +55,10 @@ def test_dead_address_fails_fast_and_clearly():
 
 
 def _run(code: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT,
+    # faulthandler: a crash (one exit with work in flight died of SIGSEGV once, in finalisation)
+    # shows its threads' stacks in the assertion message
+    return subprocess.run([sys.executable, "-X", "faulthandler", "-c", textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT,
                           env={**os.environ, **(env or {})})
 
 
