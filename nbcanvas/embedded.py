@@ -232,13 +232,18 @@ def close() -> Client | None:
             return None
         cluster, client, pool = _embedded
         _embedded.clear()
-    try:
-        client.close()
-        if pool == "threads":  # don't wait for running tasks: their threads are daemons
-            cluster.sync(_stop_workers, cluster)
-        cluster.close()
-    except Exception:  # noqa: BLE001 - closing what is already half gone
-        pass
+    # each step on its own: one that fails (at exit, under load) must not leave the cluster's
+    # event loop thread running while the interpreter finalises
+    steps = [client.close, cluster.close]
+    if pool == "threads":  # don't wait for running tasks: their threads are daemons
+        steps.insert(1, lambda: cluster.sync(_stop_workers, cluster))
+    for step in steps:
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - closing what is already half gone
+            pass
+    for runner in (client._loop_runner, cluster._loop_runner):  # the last one stops the loop
+        runner.stop()  # a no-op for one whose close() has stopped it
     return client
 
 

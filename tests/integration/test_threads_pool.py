@@ -226,3 +226,27 @@ def test_exit_does_not_wait_for_running_tasks():
     assert "running" in out.stdout
     assert "Traceback" not in out.stderr and "ERROR" not in out.stderr, out.stderr
     assert "4 workflow(s) still running at exit were stopped" in out.stderr
+
+
+def test_a_step_of_closing_that_fails_still_stops_the_event_loop():
+    """At exit under load one step of closing can fail; the cluster's event loop thread must
+    not be left running while the interpreter finalises (a daemon thread inside the event
+    loop's C code at that point can crash the process). The failure is injected."""
+    out = _py("""
+        import threading
+        import nbcanvas as nc
+        from nbcanvas import embedded
+        @nc.task
+        def add(x, y):
+            return x + y
+        print("sum", add.delay(1, 2).get(timeout=60))
+        client = embedded.running()
+        def fails(*args, **kwargs):
+            raise RuntimeError("injected: closing the client failed")
+        client.close = fails
+        embedded.close()
+        print("loops", [t.name for t in threading.enumerate() if t.name == "IO loop"])
+    """)
+    assert "sum 3" in out.stdout, out.stderr
+    assert "loops []" in out.stdout, out.stdout + out.stderr
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
