@@ -234,7 +234,9 @@ def close() -> Client | None:
         _embedded.clear()
     # each step on its own: one that fails (at exit, under load) must not leave the cluster's
     # event loop thread running while the interpreter finalises
-    steps = [client.close, cluster.close]
+    steps = [client.close, cluster.close,
+             # the last of the two loop runners stops the loop; a no-op for one already stopped
+             client._loop_runner.stop, cluster._loop_runner.stop]
     if pool == "threads":  # don't wait for running tasks: their threads are daemons
         steps.insert(1, lambda: cluster.sync(_stop_workers, cluster))
     for step in steps:
@@ -242,8 +244,6 @@ def close() -> Client | None:
             step()
         except Exception:  # noqa: BLE001 - closing what is already half gone
             pass
-    for runner in (client._loop_runner, cluster._loop_runner):  # the last one stops the loop
-        runner.stop()  # a no-op for one whose close() has stopped it
     return client
 
 
