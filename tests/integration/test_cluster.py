@@ -13,7 +13,7 @@ import pytest
 
 import nbcanvas as nc
 from nbcanvas.cluster import connection
-from tests.waiting import dask_cli, scheduler_address, stop_processes
+from tests.waiting import dask_cli, scheduler_address, stop_processes, wait_until
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[2]
@@ -145,6 +145,45 @@ def test_exit_with_workflows_in_flight_says_so_once_instead_of_logging_errors():
     assert len(lines) == 1, out.stderr
     count = int(lines[0].split()[1])
     assert 10 <= count <= 210 and "were stopped with the embedded cluster" in lines[0]
+
+
+def test_a_kernel_killed_hard_leaves_no_worker_processes():
+    """A kernel killed with SIGKILL (as Jupyter does to one that does not shut down in time)
+    cannot close its embedded cluster: its worker processes must still go, not run on as
+    orphans (distributed's worker processes exit when their parent's pipe closes)."""
+    code = textwrap.dedent("""
+        import os, time
+        import nbcanvas as nc
+        @nc.task
+        def pid():
+            return os.getpid()
+        print("workers", *sorted(set(nc.group(pid.s() for _ in range(20)).delay().get(timeout=60))),
+              flush=True)
+        time.sleep(600)
+    """)
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                         cwd=ROOT, env={**os.environ, "DASK_SCHEDULER_ADDRESS": ""})
+    try:
+        line = p.stdout.readline()  # the kernel's own deadline: get(timeout=60)
+        assert line.startswith("workers "), f"the kernel printed {line!r}"
+        pids = [int(x) for x in line.split()[1:]]
+        assert pids and os.getpid() not in pids and p.pid not in pids
+        assert all(_running(q) for q in pids)
+    finally:
+        p.kill()
+        p.wait(timeout=30)
+
+    wait_until(lambda: not any(_running(q) for q in pids), 30,
+               "the killed kernel's worker processes exiting")
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie waiting for a parent to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 @pytest.fixture()
