@@ -10,9 +10,11 @@
 from __future__ import annotations
 
 import difflib
+import math
 import threading
 import weakref
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, overload
 
 from .errors import ImproperlyConfigured, NotRegistered
@@ -21,11 +23,37 @@ from .options import check_task_options
 if TYPE_CHECKING:
     from .task import Task
 
-__all__ = ["App", "default_app", "current_app", "task", "lookup_task", "all_apps"]
+__all__ = ["App", "default_app", "current_app", "task", "lookup_task", "all_apps",
+           "expiry_seconds"]
 
 _lock = threading.RLock()
 _apps: weakref.WeakSet[App] = weakref.WeakSet()
 _current: list[App] = []
+
+
+def expiry_seconds(value: Any) -> float | None:
+    """Celery's ``result_expires`` as seconds: None or 0 mean "never" (as in Celery).
+
+    >>> expiry_seconds(90), expiry_seconds(timedelta(minutes=2)), expiry_seconds(0)
+    (90.0, 120.0, None)
+    >>> expiry_seconds("1h")
+    Traceback (most recent call last):
+    ...
+    nbcanvas.errors.ImproperlyConfigured: result_expires is '1h'; give seconds (a number) or a datetime.timedelta, or None to keep results until forget()
+    """
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise ImproperlyConfigured(
+            f"result_expires is {value!r}; give seconds (a number) or a datetime.timedelta, "
+            f"or None to keep results until forget()")
+    if seconds < 0 or math.isnan(seconds):
+        raise ImproperlyConfigured(f"result_expires is {value!r}: it cannot be negative")
+    return seconds if seconds > 0 and math.isfinite(seconds) else None
 
 
 class App:
@@ -35,16 +63,26 @@ class App:
     workflows run; without them nbcanvas uses a current Client, ``DASK_SCHEDULER_ADDRESS``
     or an embedded LocalCluster. ``fusion`` and ``batching`` switch the two compile-time
     optimisations (both on by default; results and states are the same either way).
+    ``result_expires`` (Celery's setting: seconds or a ``timedelta``; None or 0, the default,
+    keeps them until ``forget()``): how long after a workflow finishes its results and its
+    record stay on the cluster before they are forgotten for you.
+
+    >>> App("expiring", result_expires=timedelta(hours=1), set_as_current=False).result_expires
+    3600.0
+    >>> App("forever", result_expires=0, set_as_current=False).result_expires is None
+    True
     """
 
     def __init__(self, main: str = "default", *, client: Any = None, address: str | None = None,
-                 fusion: bool = True, batching: bool = True, set_as_current: bool = True) -> None:
+                 fusion: bool = True, batching: bool = True, set_as_current: bool = True,
+                 result_expires: float | timedelta | None = None) -> None:
         if client is not None and address is not None:
             raise ImproperlyConfigured("App(): give client= or address=, not both")
         self.main = main
         self.tasks: dict[str, Task] = {}
         self.fusion = fusion
         self.batching = batching
+        self.result_expires = result_expires  # type: ignore[assignment]
         self._target: Any = client if client is not None else address
         self._runtime: Any = None  # the connection object, owned by nbcanvas.cluster
         with _lock:
@@ -57,6 +95,15 @@ class App:
 
     def __reduce__(self):  # an App never travels with its client; workers get a bare one
         return (_bare_app, (self.main,))
+
+    @property
+    def result_expires(self) -> float | None:
+        """Seconds a finished workflow's results are kept (None: until ``forget()``)."""
+        return self._result_expires
+
+    @result_expires.setter
+    def result_expires(self, value: float | timedelta | None) -> None:
+        self._result_expires = expiry_seconds(value)
 
     def set_current(self) -> App:
         """Make this the current app again (Celery's ``app.set_current()``): names are looked
@@ -208,3 +255,4 @@ def task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     mul.s(2, 3)
     """
     return default_app.task(fn, **options) if fn is not None else default_app.task(**options)
+

@@ -14,11 +14,12 @@ from .runtime.emit import TOPIC
 from .store import StateStore
 
 __all__ = ["TOPIC", "register_store", "get_store", "drop_store", "dispatch", "stores",
-           "add_listener"]
+           "add_listener", "on_expired"]
 
 _lock = threading.Lock()
 _stores: dict[str, StateStore] = {}
 _listeners: list[Callable[[str], None]] = []  # called with the workflow id of every message
+_on_expired: list[Callable[[str], None]] = []  # called when the scheduler forgot a workflow
 
 
 def register_store(store: StateStore) -> StateStore:
@@ -45,7 +46,10 @@ def stores() -> list[StateStore]:
 def dispatch(event: Any) -> None:
     """Handler for ``client.subscribe_topic``: ``event`` is ``(timestamp, msg)``."""
     msg = event[1] if isinstance(event, (tuple, list)) and len(event) == 2 else event
-    store = get_store(msg.get("wf")) if isinstance(msg, dict) else None
+    if isinstance(msg, dict) and msg.get("expired"):  # its result_expires has passed
+        for fn in list(_on_expired):
+            fn(msg.get("wf"))
+    store = get_store(msg.get("wf")) if isinstance(msg, dict) and "ev" in msg else None
     if store is not None:
         store.apply(msg)
     if _listeners and isinstance(msg, dict):
@@ -54,6 +58,14 @@ def dispatch(event: Any) -> None:
                 fn(msg.get("wf"))
             except Exception:  # a listener must never break the feed
                 pass
+
+
+def on_expired(fn: Callable[[str], None]) -> None:
+    """Call ``fn(workflow_id)`` when the scheduler has forgotten a workflow whose
+    ``result_expires`` passed (from distributed's IO-loop thread)."""
+    with _lock:
+        if fn not in _on_expired:
+            _on_expired.append(fn)
 
 
 def add_listener(fn: Callable[[str], None]) -> Callable[[], None]:

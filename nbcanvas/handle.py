@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from .canvas import new_ids
 from .compile import Lst, Ref
 from .errors import ResultNotFound
-from .events import drop_store
+from .events import drop_store, on_expired
 from .runtime import outcome_at
 from .states import READY_STATES as READY
 from .store import TASK_KINDS, StateStore
@@ -27,6 +27,7 @@ class Backend(Protocol):
     def done(self, keys: list[str]) -> bool: ...
     def revoke(self, handle: WorkflowHandle, terminate: bool) -> None: ...
     def forget(self, handle: WorkflowHandle) -> None: ...
+    def release(self, handle: WorkflowHandle) -> None: ...
     def future(self, key: str) -> Any: ...
 
 
@@ -46,6 +47,9 @@ class EagerBackend:
         """An eager run has already finished: nothing left to revoke."""
 
     def forget(self, handle: WorkflowHandle) -> None:
+        self._done.clear()
+
+    def release(self, handle: WorkflowHandle) -> None:
         self._done.clear()
 
     def future(self, key: str) -> Any:
@@ -209,6 +213,11 @@ class WorkflowHandle:
 
     def forget(self) -> None:
         self.backend.forget(self)
+        self.expired()
+
+    def expired(self) -> None:
+        """The cluster has forgotten this workflow: drop what this process holds of it."""
+        self.backend.release(self)
         self.forgotten = True
         drop_handle(self)
         drop_store(self.id)
@@ -235,6 +244,16 @@ def drop_handle(h: WorkflowHandle) -> None:
     with _lock:
         if _handles.get(h.id) is h:
             del _handles[h.id]
+
+
+def _expired(workflow_id: str) -> None:
+    with _lock:
+        h = _handles.get(workflow_id)
+    if h is not None and not isinstance(h.backend, EagerBackend):
+        h.expired()
+
+
+on_expired(_expired)
 
 
 def handles() -> list[WorkflowHandle]:

@@ -135,6 +135,9 @@ class NbcanvasScheduler(SchedulerPlugin):
         self.groups: set[str] = set()            # saved GroupResult ids
         self._pending_keys: dict[str, str] = {}  # key -> workflow id, until the graph arrives
         self.unit_wf: dict[str, str] = {}        # every unit key -> its workflow id
+        self._sweep: Any = None                  # the timer of the next expire() (or None)
+        self._cadence = float("inf")
+        self.sweeps = 0
 
     async def start(self, scheduler: Any) -> None:
         self.scheduler = scheduler
@@ -165,6 +168,8 @@ class NbcanvasScheduler(SchedulerPlugin):
         for key in record["keys"]:
             self._pending_keys[key] = wf
             self.unit_wf[key] = wf
+        if record.get("expires") is not None:
+            self._arm()
 
     def retry(self, client: str | None = None, wf: str | None = None, token: str | None = None,
               keys: dict[str, str] | None = None, reset: list[str] | None = None,
@@ -176,6 +181,7 @@ class NbcanvasScheduler(SchedulerPlugin):
             return
         rec["token"] = token
         rec.pop("revoked", None)
+        rec.pop("finished_at", None)  # it runs again: its expiry counts from its new end
         for node_id in reset or ():
             rec["states"].pop(node_id, None)
         keys = keys or {}
@@ -228,8 +234,53 @@ class NbcanvasScheduler(SchedulerPlugin):
         if evs:
             self.scheduler.log_event(TOPIC, {"wf": wf, "ev": evs})
 
+    # -- expiry (Celery's result_expires) -----------------------------------------------------
+    def _arm(self) -> None:
+        """Time the next :meth:`expire` at a quarter of the shortest ``expires`` of the records
+        (between 0.05 and 5 s), or stop timing it when no record expires."""
+        shortest = min((r["expires"] for r in self.records.values()
+                        if r.get("expires") is not None), default=None)
+        cadence = float("inf") if shortest is None else min(max(shortest / 4, 0.05), 5.0)
+        if self._sweep is not None:
+            if cadence >= self._cadence:
+                return  # the timer already set comes soon enough
+            self._sweep.cancel()
+        self._sweep, self._cadence = None, cadence
+        if shortest is not None:
+            self._sweep = asyncio.get_running_loop().call_later(cadence, self.expire)
+
+    def expire(self) -> list[str]:
+        """Forget each workflow that finished ``expires`` seconds ago or more, and tell every
+        client (their handles drop its results too); returns their ids."""
+        self._sweep, self._cadence = None, float("inf")
+        self.sweeps += 1
+        now, gone = time.time(), []
+        for wf, rec in list(self.records.items()):
+            if rec.get("expires") is None:
+                continue
+            if rec.get("finished_at") is None:
+                if not self._finished(rec):
+                    continue
+                rec["finished_at"] = now  # the scheduler's clock, not the workers'
+            if now - rec["finished_at"] >= rec["expires"]:
+                self.forget(wf)
+                self.scheduler.log_event(TOPIC, {"wf": wf, "expired": True})
+                gone.append(wf)
+        self._arm()
+        return gone
+
+    def _finished(self, rec: dict[str, Any]) -> bool:
+        """No unit of it waits or runs, and every step has reported its end."""
+        tasks = self.scheduler.tasks
+        for key in rec["keys"]:
+            ts = tasks.get(key)
+            if ts is not None and ts.state in ("waiting", "queued", "processing", "no-worker"):
+                return False
+        s = summary(rec)
+        return s["done"] == s["total"]
+
     def log_event(self, topic: str, msg: Any) -> None:
-        if topic != TOPIC or not isinstance(msg, dict):
+        if topic != TOPIC or not isinstance(msg, dict) or "ev" not in msg:
             return
         rec = self.records.get(msg.get("wf"))
         if rec is None:

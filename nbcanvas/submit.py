@@ -96,6 +96,8 @@ class ClusterBackend:
 
     def forget(self, handle: WorkflowHandle) -> None:
         self.conn.rpc("nbcanvas_forget", wf=handle.id)
+
+    def release(self, handle: WorkflowHandle) -> None:
         for f in self.futures.values():
             f.release()
         self.futures.clear()
@@ -219,6 +221,9 @@ def submit(sig: Signature) -> Any:
               "compile": compile_args,
               "nodes": {i: list(r) for i, r in rows.items()}, "result": encode_where(cg.result),
               "keys": list(cg.units), "created": store.created}
+    expires = getattr(app, "result_expires", None)
+    if expires is not None:  # the scheduler forgets it that long after it finishes
+        record["expires"] = expires
     conn.send({"op": "nbcanvas-register", "record": record})
     try:
         keys = list(cg.units)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pickle
 import uuid
+from datetime import timedelta
 
 import pytest
 
@@ -320,3 +321,21 @@ def test_callables_without_a_qualname_need_a_name(app):
     assert t.s(2).apply().get() == 3
     with pytest.raises(TypeError, match="1 positional argument but 2 were given"):
         t.s(1, 2)
+
+
+@pytest.mark.parametrize("value", [-1, "1h", True, float("nan"), [3]])
+def test_a_result_expires_that_means_nothing_is_refused(value):
+    with pytest.raises(nc.ImproperlyConfigured, match="result_expires"):
+        nc.App("bad-expiry", result_expires=value, set_as_current=False)
+
+
+def test_result_expires_set_later_is_checked_too_and_loses_nothing():
+    app = nc.App("expiry-later", set_as_current=False)
+    assert app.result_expires is None  # by default results stay until forget()
+    app.result_expires = timedelta(seconds=30)
+    assert app.result_expires == 30.0
+    with pytest.raises(nc.ImproperlyConfigured, match="negative"):
+        app.result_expires = -5
+    assert app.result_expires == 30.0
+    app.result_expires = 0  # Celery's "never"
+    assert app.result_expires is None

@@ -114,6 +114,41 @@ def test_forget_drops_the_handle_and_the_store():
         h.where(sig.id)
 
 
+class Releasing:
+    """A cluster backend's part in expiry: what this process holds of the workflow goes."""
+
+    def __init__(self) -> None:
+        self.released = 0
+
+    def release(self, handle: Any) -> None:
+        self.released += 1
+
+
+def test_the_schedulers_word_that_a_workflow_expired_drops_it_here():
+    from nbcanvas.events import dispatch
+    wf = f"wf-{uuid.uuid4()}"
+    store = register_store(StateStore(wf, {wf: ("signature", "t", 0, None)}))
+    backend = Releasing()
+    h = register_handle(WorkflowHandle(wf, {wf: ("signature", "t", 0, None, "k", ())},
+                                       Ref("k", wf), store, backend))  # type: ignore[arg-type]
+    dispatch((0.0, {"wf": f"other-{uuid.uuid4()}", "expired": True}))
+    assert not h.forgotten and find_handle(wf) is h
+    dispatch((0.0, {"wf": wf, "expired": True}))
+    assert h.forgotten and backend.released == 1
+    assert find_handle(wf) is None and get_store(wf) is None
+    with pytest.raises(ResultNotFound, match="forgotten"):
+        h.where(wf)
+
+
+def test_an_eager_run_is_not_dropped_by_an_expiry_with_its_id():
+    from nbcanvas.events import dispatch
+    sig = inc.s(1).freeze()
+    h = sig.apply().handle
+    dispatch((0.0, {"wf": sig.id, "expired": True}))
+    assert not h.forgotten and find_handle(sig.id) is h
+    h.forget()
+
+
 def test_find_handle_by_any_node_newest_first():
     sig = nc.chain(inc.s(1), inc.s()).freeze()
     h = sig.apply().handle
@@ -161,6 +196,7 @@ class NoGather:
 
     def revoke(self, handle: Any, terminate: bool) -> None: ...
     def forget(self, handle: Any) -> None: ...
+    def release(self, handle: Any) -> None: ...
 
     def future(self, key: str) -> Any:
         return self.fut

@@ -13,6 +13,7 @@ import pytest
 
 import nbcanvas as nc
 from nbcanvas.cluster import connection
+from nbcanvas.errors import ResultNotFound
 from nbcanvas.plugins import (HOLDER, INLINE_UNITS, NbcanvasScheduler, _small_nbcanvas_graph,
                               inline_small_graphs, summary)
 from nbcanvas.runtime.emit import TOPIC
@@ -166,6 +167,89 @@ def test_results_are_held_by_the_records_until_forget(dask_client):
     r.forget()
     assert connection(app).rpc("nbcanvas_lookup", id=r.id) is None
     assert all(h is None or HOLDER not in h for h in holders(dask_client, keys).values())
+
+
+# -- result_expires ----------------------------------------------------------------------------
+
+expiring = nc.App("tests.test_plugins.expiring", set_as_current=False, result_expires=1.0)
+
+
+@expiring.task(name="tp.exp.add")
+def exp_add(x, y):
+    return x + y
+
+
+@expiring.task(name="tp.exp.gated")
+def gated(path, x):
+    """Runs until ``path`` exists (the test creates it)."""
+    import os
+    import time
+    while not os.path.exists(path):
+        time.sleep(0.01)
+    return x
+
+
+def _forgotten_here(r) -> None:
+    """Wait for the scheduler's word that ``r``'s workflow expired to reach this process."""
+    import threading
+
+    from nbcanvas.events import add_listener
+    h, gone = r.handle, threading.Event()
+    remove = add_listener(lambda wf: gone.set() if wf == r.id and h.forgotten else None)
+    try:
+        assert h.forgotten or gone.wait(60), "the expiry never reached this process"
+    finally:
+        remove()
+
+
+def _record(r):
+    return connection(expiring).rpc("nbcanvas_lookup", id=r.id)
+
+
+def test_a_finished_workflow_is_forgotten_result_expires_after_it_ends(dask_client):
+    r = nc.chain(exp_add.s(1, 1), exp_add.s(2)).delay()
+    assert r.get(timeout=60) == 4
+    assert _record(r) is not None  # kept for a second after it ended
+    keys = list(r.handle.backend.futures)
+    _forgotten_here(r)
+    assert _record(r) is None
+    with pytest.raises(ResultNotFound):
+        r.get(timeout=5)
+    with pytest.raises(ResultNotFound):
+        expiring.AsyncResult(r.id).get(timeout=5)
+    # no one holds its results any more: neither the records nor this client
+    wait_until(lambda: not any(on_scheduler(dask_client, lambda s: [k in s.tasks for k in keys])),
+               30, "the expired results leaving the scheduler")
+
+
+def test_a_running_workflow_does_not_expire(dask_client, tmp_path):
+    expiring.result_expires = 0.2  # the scheduler looks every 0.05 s
+    try:
+        gate = str(tmp_path / "gate")
+        r = nc.chain(gated.s(gate, 5), exp_add.s(1)).delay()
+        assert r.handle.store.wait(lambda s: s.state(r.parent.id) == "STARTED", 60)
+        sweeps = on_scheduler(dask_client, lambda s: s.plugins["nbcanvas"].sweeps)
+        wait_until(lambda: _record(r) is None or on_scheduler(
+            dask_client, lambda s: s.plugins["nbcanvas"].sweeps) >= sweeps + 10, 30,
+            "ten looks at the records while the step runs")
+        assert _record(r) is not None, "forgotten while it ran"
+        assert not r.handle.forgotten
+        open(gate, "w").close()
+        assert r.get(timeout=60) == 6
+        _forgotten_here(r)
+        assert _record(r) is None
+    finally:
+        expiring.result_expires = 1.0
+
+
+def test_workflows_of_apps_without_result_expires_are_kept(dask_client):
+    r = add.delay(2, 2)
+    assert r.get(timeout=60) == 4
+    e = nc.chain(exp_add.s(1, 1), exp_add.s(2)).delay()
+    _forgotten_here(e)  # a sweep ran after the other workflow ended
+    assert connection(app).rpc("nbcanvas_lookup", id=r.id) is not None
+    assert r.get(timeout=5) == 4
+    r.forget()
 
 
 def test_a_worker_that_joins_later_learns_what_is_revoked():
