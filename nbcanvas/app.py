@@ -94,7 +94,8 @@ class App:
         return f"<App {self.main!r}: {len(self.tasks)} tasks>"
 
     def __reduce__(self):  # an App never travels with its client; workers get a bare one
-        return (_bare_app, (self.main,))
+        # (that keeps result_expires: a workflow a task sends expires as the task's app says)
+        return (_bare_app, (self.main, self.result_expires))
 
     @property
     def result_expires(self) -> float | None:
@@ -187,8 +188,8 @@ def _default_name(f: Callable[..., Any]) -> str:
     return f"{module}.{qual}"
 
 
-def _bare_app(main: str) -> App:
-    return App(main, set_as_current=False)
+def _bare_app(main: str, result_expires: float | None = None) -> App:
+    return App(main, set_as_current=False, result_expires=result_expires)
 
 
 def _short(name: str) -> str:

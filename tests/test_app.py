@@ -302,6 +302,13 @@ def test_app_pickles_without_its_client():
     assert current_app() is not b
 
 
+def test_app_pickles_with_its_result_expires():
+    a = nc.App(uniq("expiring"), result_expires=90, set_as_current=False)
+    assert pickle.loads(pickle.dumps(a)).result_expires == 90.0
+    assert pickle.loads(pickle.dumps(nc.App(uniq("kept"), set_as_current=False))).result_expires \
+        is None
+
+
 def test_task_pickles_by_name_and_function(app):
     t = app.task(module_level_add, name=uniq("pickle.add"), max_retries=1)
     u = pickle.loads(pickle.dumps(t))
