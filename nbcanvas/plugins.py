@@ -255,18 +255,22 @@ class NbcanvasScheduler(SchedulerPlugin):
         self._sweep, self._cadence = None, float("inf")
         self.sweeps += 1
         now, gone = time.time(), []
-        for wf, rec in list(self.records.items()):
-            if rec.get("expires") is None:
-                continue
-            if rec.get("finished_at") is None:
-                if not self._finished(rec):
+        try:
+            for wf, rec in list(self.records.items()):
+                if rec.get("expires") is None:
                     continue
-                rec["finished_at"] = now  # the scheduler's clock, not the workers'
-            if now - rec["finished_at"] >= rec["expires"]:
-                self.forget(wf)
-                self.scheduler.log_event(TOPIC, {"wf": wf, "expired": True})
-                gone.append(wf)
-        self._arm()
+                if rec.get("finished_at") is None:
+                    if not self._finished(rec):
+                        continue
+                    rec["finished_at"] = now  # the scheduler's clock, not the workers'
+                if now - rec["finished_at"] >= rec["expires"]:
+                    self.forget(wf)
+                    self.scheduler.log_event(TOPIC, {"wf": wf, "expired": True})
+                    gone.append(wf)
+        except Exception:  # a timer's error would go unseen, and stop expiry for good
+            logger.exception("nbcanvas: expiring workflows failed")
+        finally:
+            self._arm()
         return gone
 
     def _finished(self, rec: dict[str, Any]) -> bool:
