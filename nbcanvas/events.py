@@ -48,7 +48,10 @@ def dispatch(event: Any) -> None:
     msg = event[1] if isinstance(event, (tuple, list)) and len(event) == 2 else event
     if isinstance(msg, dict) and msg.get("expired"):  # its result_expires has passed
         for fn in list(_on_expired):
-            fn(msg.get("wf"))
+            try:
+                fn(msg.get("wf"))
+            except Exception:  # noqa: BLE001 - e.g. this client is closing: never break the feed
+                pass
     store = get_store(msg.get("wf")) if isinstance(msg, dict) and "ev" in msg else None
     if store is not None:
         store.apply(msg)
