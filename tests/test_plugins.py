@@ -180,12 +180,11 @@ def exp_add(x, y):
 
 
 @expiring.task(name="tp.exp.gated")
-def gated(path, x):
-    """Runs until ``path`` exists (the test creates it)."""
-    import os
-    import time
-    while not os.path.exists(path):
-        time.sleep(0.01)
+def gated(gate, x):
+    """Runs until the test sets the dask ``Event`` named ``gate``."""
+    from distributed import Event
+    if not Event(gate).wait(timeout=60):
+        raise TimeoutError(f"gate {gate} was never opened")
     return x
 
 
@@ -222,10 +221,11 @@ def test_a_finished_workflow_is_forgotten_result_expires_after_it_ends(dask_clie
                30, "the expired results leaving the scheduler")
 
 
-def test_a_running_workflow_does_not_expire(dask_client, tmp_path):
+def test_a_running_workflow_does_not_expire(dask_client):
+    from distributed import Event
     expiring.result_expires = 0.2  # the scheduler looks every 0.05 s
     try:
-        gate = str(tmp_path / "gate")
+        gate = f"tp-gate-{uuid.uuid4()}"
         r = nc.chain(gated.s(gate, 5), exp_add.s(1)).delay()
         assert r.handle.store.wait(lambda s: s.state(r.parent.id) == "STARTED", 60)
         sweeps = on_scheduler(dask_client, lambda s: s.plugins["nbcanvas"].sweeps)
@@ -234,7 +234,7 @@ def test_a_running_workflow_does_not_expire(dask_client, tmp_path):
             "ten looks at the records while the step runs")
         assert _record(r) is not None, "forgotten while it ran"
         assert not r.handle.forgotten
-        open(gate, "w").close()
+        Event(gate, client=dask_client).set()
         assert r.get(timeout=60) == 6
         _forgotten_here(r)
         assert _record(r) is None

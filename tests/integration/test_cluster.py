@@ -152,14 +152,14 @@ def test_a_kernel_killed_hard_leaves_no_worker_processes():
     cannot close its embedded cluster: its worker processes must still go, not run on as
     orphans (distributed's worker processes exit when their parent's pipe closes)."""
     code = textwrap.dedent("""
-        import os, time
+        import os, signal
         import nbcanvas as nc
         @nc.task
         def pid():
             return os.getpid()
         print("workers", *sorted(set(nc.group(pid.s() for _ in range(20)).delay().get(timeout=60))),
               flush=True)
-        time.sleep(600)
+        signal.pause()  # an idle kernel, until the test kills it
     """)
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                          cwd=ROOT, env={**os.environ, "DASK_SCHEDULER_ADDRESS": ""})
