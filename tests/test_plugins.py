@@ -207,9 +207,11 @@ def _record(r):
 
 def test_a_finished_workflow_is_forgotten_result_expires_after_it_ends(dask_client):
     r = nc.chain(exp_add.s(1, 1), exp_add.s(2)).delay()
-    assert r.get(timeout=60) == 4
-    assert _record(r) is not None  # kept for a second after it ended
+    # the record is there (its message may still be on the way: the lookup takes another
+    # connection); it can go one second after the workflow ends, not before
+    wait_until(lambda: _record(r) is not None, 30, "the record on the scheduler")
     keys = list(r.handle.backend.futures)
+    assert r.get(timeout=60) == 4
     _forgotten_here(r)
     assert _record(r) is None
     with pytest.raises(ResultNotFound):
