@@ -47,7 +47,7 @@ class EagerBackend:
         """An eager run has already finished: nothing left to revoke."""
 
     def forget(self, handle: WorkflowHandle) -> None:
-        self._done.clear()
+        self.release(handle)  # nothing is on a cluster: forgetting is letting go
 
     def release(self, handle: WorkflowHandle) -> None:
         self._done.clear()

@@ -135,6 +135,7 @@ class NbcanvasScheduler(SchedulerPlugin):
         self.groups: set[str] = set()            # saved GroupResult ids
         self._pending_keys: dict[str, str] = {}  # key -> workflow id, until the graph arrives
         self.unit_wf: dict[str, str] = {}        # every unit key -> its workflow id
+        self.expiring: set[str] = set()          # workflow ids with result_expires
         self._sweep: Any = None                  # the timer of the next expire() (or None)
         self._cadence = float("inf")
         self.sweeps = 0
@@ -168,8 +169,10 @@ class NbcanvasScheduler(SchedulerPlugin):
         for key in record["keys"]:
             self._pending_keys[key] = wf
             self.unit_wf[key] = wf
+        self.expiring.discard(wf)  # (a workflow sent again with its ids may not expire now)
         if record.get("expires") is not None:
-            self._arm()
+            self.expiring.add(wf)
+            self._arm(record["expires"])
 
     def retry(self, client: str | None = None, wf: str | None = None, token: str | None = None,
               keys: dict[str, str] | None = None, reset: list[str] | None = None,
@@ -235,19 +238,18 @@ class NbcanvasScheduler(SchedulerPlugin):
             self.scheduler.log_event(TOPIC, {"wf": wf, "ev": evs})
 
     # -- expiry (Celery's result_expires) -----------------------------------------------------
-    def _arm(self) -> None:
-        """Time the next :meth:`expire` at a quarter of the shortest ``expires`` of the records
-        (between 0.05 and 5 s), or stop timing it when no record expires."""
-        shortest = min((r["expires"] for r in self.records.values()
-                        if r.get("expires") is not None), default=None)
-        cadence = float("inf") if shortest is None else min(max(shortest / 4, 0.05), 5.0)
+    def _arm(self, expires: float | None) -> None:
+        """Time the next :meth:`expire` at a quarter of ``expires`` (between 0.05 and 5 s),
+        unless the timer already set comes sooner; None: nothing expires, no timer."""
+        if expires is None:
+            return
+        cadence = min(max(expires / 4, 0.05), 5.0)
         if self._sweep is not None:
             if cadence >= self._cadence:
-                return  # the timer already set comes soon enough
+                return
             self._sweep.cancel()
-        self._sweep, self._cadence = None, cadence
-        if shortest is not None:
-            self._sweep = asyncio.get_running_loop().call_later(cadence, self.expire)
+        self._sweep = asyncio.get_running_loop().call_later(cadence, self.expire)
+        self._cadence = cadence
 
     def expire(self) -> list[str]:
         """Forget each workflow that finished ``expires`` seconds ago or more, and tell every
@@ -256,9 +258,8 @@ class NbcanvasScheduler(SchedulerPlugin):
         self.sweeps += 1
         now, gone = time.time(), []
         try:
-            for wf, rec in list(self.records.items()):
-                if rec.get("expires") is None:
-                    continue
+            for wf in list(self.expiring):
+                rec = self.records[wf]
                 if rec.get("finished_at") is None:
                     if not self._finished(rec):
                         continue
@@ -270,7 +271,7 @@ class NbcanvasScheduler(SchedulerPlugin):
         except Exception:  # a timer's error would go unseen, and stop expiry for good
             logger.exception("nbcanvas: expiring workflows failed")
         finally:
-            self._arm()
+            self._arm(min((self.records[w]["expires"] for w in self.expiring), default=None))
         return gone
 
     def _finished(self, rec: dict[str, Any]) -> bool:
@@ -349,6 +350,7 @@ class NbcanvasScheduler(SchedulerPlugin):
         rec = self.records.pop(wf, None)  # type: ignore[arg-type]
         if rec is None:
             return False
+        self.expiring.discard(wf)  # type: ignore[arg-type]
         for node_id in list(rec["nodes"]) + list(rec["dyn"]):
             self.index.pop(node_id, None)
         for key in rec["keys"]:
