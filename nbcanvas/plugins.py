@@ -10,15 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 
 from .runtime.emit import TOPIC
+from .schedtune import inline_small_graphs, keep_few_events
 
-__all__ = ["NbcanvasScheduler", "NbcanvasWorker", "HOLDER", "INLINE_UNITS", "summary",
-           "inline_small_graphs"]
+__all__ = ["NbcanvasScheduler", "NbcanvasWorker", "HOLDER", "summary"]
 
 logger = logging.getLogger("nbcanvas")
 
@@ -54,49 +53,6 @@ def summary(rec: dict[str, Any]) -> dict[str, Any]:
             "finished": finished}
 
 
-#: nbcanvas graphs of at most this many units are unpacked on the scheduler's event loop.
-INLINE_UNITS = 64
-
-
-def _small_nbcanvas_graph(expr: Any) -> bool:
-    """``expr`` is an nbcanvas graph (``graph_expr`` names it ``nbcanvas-<key>-<units>``) of
-    at most ``INLINE_UNITS`` units."""
-    token = getattr(expr, "_determ_token", None)
-    if not isinstance(token, str) or not token.startswith("nbcanvas-"):
-        return False
-    units = token.rsplit("-", 1)[-1]
-    return units.isdigit() and int(units) <= INLINE_UNITS
-
-
-def inline_small_graphs() -> bool:
-    """Unpack small nbcanvas graphs on the scheduler's event loop, not on its offload thread.
-
-    distributed hands every graph to a one-thread pool to unpack (``_materialize_graph``), so
-    that a large graph never blocks the scheduler's loop. For a graph of a few units the
-    unpacking takes about 20 µs, and the two thread hand-offs around it cost 0.2 ms of a
-    single task's round trip. Other graphs, and nbcanvas graphs of more than
-    ``INLINE_UNITS`` units, are offloaded as before. False if this distributed has no such
-    step (then nothing changes).
-    """
-    import distributed.scheduler as ds
-    current = getattr(ds, "offload", None)
-    if current is None or not hasattr(ds, "_materialize_graph"):
-        return False
-    if getattr(current, "nbcanvas", False):
-        return True
-
-    def offload(func: Any, /, *args: Any, **kwargs: Any) -> Any:
-        if func is ds._materialize_graph and _small_nbcanvas_graph(kwargs.get("expr")):
-            async def inline() -> Any:
-                return func(*args, **kwargs)
-            return inline()
-        return current(func, *args, **kwargs)
-
-    offload.nbcanvas = True  # type: ignore[attr-defined]
-    ds.offload = offload
-    return True
-
-
 def _guarded(fn: Any) -> Any:
     def handler(**kwargs: Any) -> None:
         try:
@@ -104,22 +60,6 @@ def _guarded(fn: Any) -> Any:
         except Exception:
             logger.exception("nbcanvas: %s failed", getattr(fn, "__name__", "handler"))
     return handler
-
-
-#: event messages of the nbcanvas topic the scheduler keeps (dask keeps 1,000 per topic)
-KEEP_EVENTS = 50
-
-
-def keep_few_events(scheduler: Any) -> None:
-    """The scheduler keeps the last 1,000 messages of every event topic, for ``get_events``.
-    nbcanvas's go to their subscribers and into the workflow records; kept, they only hold
-    memory (a 10,000-task workflow sends about 40 batches of events: 150 MB for 1,000 here)."""
-    try:
-        topic = scheduler._broker._topics[TOPIC]
-    except (AttributeError, KeyError, TypeError):  # a distributed without the broker
-        return
-    if topic.events.maxlen is None or topic.events.maxlen > KEEP_EVENTS:
-        topic.events = deque(topic.events, maxlen=KEEP_EVENTS)
 
 
 class NbcanvasScheduler(SchedulerPlugin):

@@ -520,3 +520,43 @@ def test_outcome_at_ref_and_list():
     assert outcome_at(Ref("k1", "b"), results) == 2
     out = outcome_at(Lst((Ref("k1", "a"), Lst((Ref("k2", "c"),)))), results)
     assert value_of(out) == ([1, [3]], None)
+
+
+def _spy_on_event_batches(dask_worker) -> None:
+    """Record how each nbcanvas event batch leaves this worker (the real send still goes)."""
+    stream = dask_worker.batched_stream
+    if getattr(stream, "nbcanvas_seen", None) is None:
+        stream.nbcanvas_seen, send = [], stream.send
+
+        def send_and_note(*msgs):
+            for m in msgs:
+                if isinstance(m, dict) and m.get("op") == "log-event" and m.get("topic") == "nbcanvas":
+                    stream.nbcanvas_seen.append(type(m["msg"]["ev"]).__name__)
+            return send(*msgs)
+        stream.send = send_and_note
+    stream.nbcanvas_seen.clear()
+
+
+@pytest.mark.parametrize("fixture", ["dask_client", "threads_client"])
+def test_event_batches_leave_the_worker_pickled_and_reach_the_client_as_events(fixture, request):
+    """Worker processes (TCP) and the threads pool (in memory) alike: a batch leaves the
+    worker as ``ToPickle`` (so the worker does not walk every event to check it, and the
+    in-memory hop does not copy it), and both the scheduler's record and the client's store
+    read the plain events (state, start time, which worker ran the step)."""
+    from nbcanvas.cluster import connection
+    client = request.getfixturevalue(fixture)
+    mine = nc.App(f"tests.test_runtime.{fixture}", set_as_current=False)
+    mine.connect(client)
+    inc = mine.task(lambda x: x + 1, name="tr.inc")
+    client.run(_spy_on_event_batches)
+    r = nc.chain(inc.s(1), inc.s(), inc.s()).delay()
+    assert r.get(timeout=60) == 4
+    seen = [k for ks in client.run(lambda dask_worker: list(dask_worker.batched_stream.nbcanvas_seen)).values() for k in ks]
+    assert seen and set(seen) == {"ToPickle"}, seen
+    rec = connection(mine).rpc("nbcanvas_lookup", id=r.handle.id)
+    assert [row[0] for row in rec["states"].values()] == ["SUCCESS"] * 3
+    node = r.handle.store.get(r.id)
+    assert node is not None and node.state == "SUCCESS"
+    assert node.started is not None and node.host
+    r.forget()
+

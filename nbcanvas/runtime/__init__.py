@@ -34,12 +34,17 @@ _sinks: weakref.WeakKeyDictionary[Any, WorkerSink] = weakref.WeakKeyDictionary()
 
 
 def _worker_sink(worker: Any) -> WorkerSink:
+    """The worker's event sink. A batch goes out as ``ToPickle(events)``: ``Worker.log_event``
+    then skips walking every event to check it is msgpack-safe, and the in-memory comm of the
+    threads pool hands the list over as it is instead of copying it."""
     sink = _sinks.get(worker)
     if sink is None:
+        from distributed.protocol import ToPickle
+
         def deliver(msg: dict[str, Any], w: Any = weakref.ref(worker)) -> None:
             live = w()
             if live is not None:
-                live.log_event(TOPIC, msg)
+                live.log_event(TOPIC, {"wf": msg["wf"], "ev": ToPickle(msg["ev"])})
         sink = _sinks[worker] = WorkerSink(deliver)
     return sink
 
