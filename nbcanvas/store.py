@@ -65,9 +65,11 @@ class NodeState:
 
 
 class StateStore:
-    """States of one workflow's nodes. ``nodes`` maps id -> (kind, name, step, parent)."""
+    """States of one workflow's nodes. ``nodes`` maps id -> (kind, name, step, parent, ...):
+    the compiled node table's rows themselves (shared, not copied), and rows of 4 for nodes
+    made at run time."""
 
-    def __init__(self, workflow_id: str, nodes: dict[str, tuple[str, str, int, str | None]]) -> None:
+    def __init__(self, workflow_id: str, nodes: dict[str, tuple[Any, ...]]) -> None:
         self.workflow_id = workflow_id
         self.nodes = dict(nodes)
         self._states: dict[str, NodeState] = {}

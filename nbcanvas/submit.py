@@ -214,13 +214,13 @@ def submit(sig: Signature) -> Any:
             used = real
     _check_routing(conn, cg)
     rows = node_rows(cg)
-    store = register_store(StateStore(wf, {i: r[:4] for i, r in rows.items()}))
+    store = register_store(StateStore(wf, rows))  # it reads (kind, name, step, parent)
     graph = to_dask_graph(cg)
     compile_args = {"parallelism": used, "fusion": fusion, "batching": batching, "salt": salt,
                     "tiny": tiny}
     record = {"id": wf, "name": title(sig), "structure": sig.to_dict(strict=False),
               "compile": compile_args,
-              "nodes": {i: list(r) for i, r in rows.items()}, "result": encode_where(cg.result),
+              "nodes": dict(rows), "result": encode_where(cg.result),  # rows shared, not copied
               "keys": list(cg.units), "created": store.created}
     expires = getattr(app, "result_expires", None)
     if expires is not None:  # the scheduler forgets it that long after it finishes
