@@ -103,19 +103,37 @@ def _exception_type(path: str) -> type:
     return t
 
 
+#: types whose values are their own JSON form (exact types: subclasses take the long way)
+_PLAIN: Final = frozenset(_JSON_SCALARS)
+
+
+def _encoded(values: Any, sig: Signature, what: str, strict: bool) -> list[Any]:
+    """The JSON forms of ``values``: plain values as they are (no label is made for them),
+    the rest through :func:`encode_value`, which names ``sig`` when one cannot be encoded."""
+    if all(type(v) in _PLAIN for v in values):
+        return list(values)
+    where = f"{sig.kind} {sig.name!r} {what}"
+    return [encode_value(v, f"{where} {i}", strict) for i, v in enumerate(values)]
+
+
+def _encoded_map(values: Mapping[str, Any], sig: Signature, what: str,
+                 strict: bool) -> dict[str, Any]:
+    if all(type(v) in _PLAIN for v in values.values()):
+        return dict(values)
+    where = f"{sig.kind} {sig.name!r} {what}"
+    return {k: encode_value(a, f"{where} {k!r}", strict) for k, a in values.items()}
+
+
 def _common(sig: Signature, strict: bool) -> dict[str, Any]:
-    where = f"{sig.kind} {sig.name!r}"
     d: dict[str, Any] = {"type": sig.kind}
     if type(sig) in (Signature, xmap, chunks):
         d["task"] = sig.task
     if sig.args:
-        d["args"] = [encode_value(a, f"{where} argument {i}", strict) for i, a in enumerate(sig.args)]
+        d["args"] = _encoded(sig.args, sig, "argument", strict)
     if sig.kwargs:
-        d["kwargs"] = {k: encode_value(a, f"{where} argument {k!r}", strict)
-                       for k, a in sig.kwargs.items()}
+        d["kwargs"] = _encoded_map(sig.kwargs, sig, "argument", strict)
     if sig.options:
-        d["options"] = {k: encode_value(a, f"{where} option {k!r}", strict)
-                        for k, a in sig.options.items()}
+        d["options"] = _encoded_map(sig.options, sig, "option", strict)
     if sig.immutable and type(sig) is Signature:
         d["immutable"] = True
     if sig._id is not None:

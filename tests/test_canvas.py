@@ -174,11 +174,15 @@ def test_freeze_expands_chunks_into_their_group():
 
 def test_new_ids_are_uuid4_text():
     import uuid
-    ids = new_ids(100)
-    assert len(set(ids)) == 100
-    for i in ids[:10] + [new_id()]:
+    ids = new_ids(1000)
+    assert len(set(ids)) == 1000 and new_ids(0) == []
+    for i in ids + [new_id()]:
         u = uuid.UUID(i)
-        assert u.version == 4 and str(u) == i
+        assert u.version == 4 and u.variant == uuid.RFC_4122 and str(u) == i
+    # every digit but the version's is random: none is stuck at one value
+    fixed = {8, 13, 14, 18, 23}
+    for pos in set(range(36)) - fixed:
+        assert len({i[pos] for i in ids}) >= (4 if pos == 19 else 12), pos
 
 
 # -- | rules ------------------------------------------------------------------------------------

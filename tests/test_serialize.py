@@ -1,6 +1,7 @@
 """nbcanvas.serialize: every canvas <-> plain JSON, through the registry only."""
 from __future__ import annotations
 
+import datetime
 import json
 import subprocess
 import sys
@@ -266,10 +267,13 @@ def test_arity_and_options_are_checked_on_load():
 
 
 def test_strict_refuses_non_json_values_and_names_them():
-    with pytest.raises(TypeError, match=r"argument 0.*object.*no JSON form"):
-        anything.s(object()).to_dict()
-    with pytest.raises(TypeError, match="argument 'k'"):
-        anything.s(k={1, 2}).to_dict()
+    with pytest.raises(TypeError, match=r"^signature 'anything' argument 1: object value .*"
+                                        r"has no JSON form"):
+        anything.s(1, object()).to_dict()
+    with pytest.raises(TypeError, match=r"^signature 'anything' argument 'k': set value"):
+        anything.s(j=1, k={1, 2}).to_dict()
+    with pytest.raises(TypeError, match=r"^signature 'anything' option 'expires': datetime"):
+        anything.s().set(expires=datetime.datetime(2030, 1, 1)).to_dict()
     d = anything.s(object(), k={1, 2}).to_dict(strict=False)
     json.dumps(d)
     back = Signature.from_dict(d)

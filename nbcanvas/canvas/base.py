@@ -19,7 +19,7 @@ import contextlib
 import gc
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from ..arity import call_repr
 from ..options import check_call_options
@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     from ..task import Task
 
 __all__ = ["Signature", "signature", "new_id", "new_ids", "maybe_signature", "no_gc"]
+
+# bound once: the copy in Signature._replace sets every slot of every node it copies
+_alloc = object.__new__
+_set = object.__setattr__
 
 
 @contextlib.contextmanager
@@ -46,14 +50,39 @@ def no_gc() -> Iterator[None]:
             gc.enable()
 
 
-def new_ids(n: int) -> list[str]:
-    """``n`` random ids in the UUID4 text form (fast: one urandom call)."""
-    raw = os.urandom(16 * n).hex()
+def _ids_layout() -> tuple[tuple[int, int, bytes], ...]:
+    """(byte, text position, table) of each hex digit of a UUID's text form."""
+    hi = bytes(b"0123456789abcdef"[x >> 4] for x in range(256))
+    lo = bytes(b"0123456789abcdef"[x & 15] for x in range(256))
+    variant = bytes(b"89ab"[(x >> 4) & 3] for x in range(256))  # RFC 4122: 10xx
+    starts = (0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34)  # 8-4-4-4-12
     out = []
-    for i in range(0, 32 * n, 32):
-        h = raw[i:i + 32]
-        out.append(f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}")
-    return out
+    for byte, pos in enumerate(starts):
+        out.append((byte, pos, variant if byte == 8 else hi))
+        out.append((byte, pos + 1, lo))
+    return tuple(out)
+
+
+_ID_DIGITS: Final = _ids_layout()
+
+
+def new_ids(n: int) -> list[str]:
+    """``n`` random ids in the UUID4 text form (fast: one ``urandom`` call, and each digit
+    position filled for all ``n`` ids at once).
+
+    >>> import uuid
+    >>> a, b = new_ids(2)
+    >>> a != b and uuid.UUID(a).version == 4 and str(uuid.UUID(a)) == a
+    True
+    """
+    if n <= 0:
+        return []
+    raw = os.urandom(16 * n)
+    text = bytearray(b"-" * 36 + b" ") * n  # the dashes stay; a space ends each id
+    for byte, pos, table in _ID_DIGITS:
+        text[pos::37] = raw[byte::16].translate(table)
+    text[14::37] = b"4" * n  # version 4
+    return text.decode("ascii").split()
 
 
 def new_id() -> str:
@@ -109,16 +138,18 @@ class Signature:
 
     @classmethod
     def _new(cls, **fields: Any) -> Any:
-        obj = object.__new__(cls)
+        obj = _alloc(cls)
         for k, v in fields.items():
-            object.__setattr__(obj, k, v)
+            _set(obj, k, v)
         return obj
 
     def _replace(self, **changes: Any) -> Any:
+        # (the hot path of freeze and of every builder: 10,000 copies for a 10k group)
         cls = type(self)
-        obj = object.__new__(cls)
-        for f in _slots(cls):
-            object.__setattr__(obj, f, changes[f] if f in changes else getattr(self, f))
+        obj = _alloc(cls)
+        names = _SLOTS.get(cls) or _slots(cls)
+        for f in names:
+            _set(obj, f, changes[f] if f in changes else getattr(self, f))
         return obj
 
     def __setattr__(self, name: str, value: Any) -> None:
