@@ -24,6 +24,8 @@ logger = logging.getLogger("nbcanvas")
 #: The pseudo-client that keeps a workflow's results alive on the scheduler until forget().
 HOLDER = "nbcanvas-records"
 _READY = ("SUCCESS", "FAILURE", "REVOKED", "NOT_RUN")
+#: a task's row before its first event: (state, meta, started, finished, retries, info)
+_PENDING_ROW = ("PENDING", None, None, None, 0, None)
 _TASK_KINDS = ("signature", "xmap", "foreach", "branch", "callback")
 
 
@@ -240,20 +242,21 @@ class NbcanvasScheduler(SchedulerPlugin):
             if code == "B":
                 rec["branches"][id] = ev[3]
                 continue
-            row = states.get(id)
-            if row is None:
-                row = states[id] = ["PENDING", None, None, None, 0, None]
+            row = states.get(id, _PENDING_ROW)
             if row[0] in _READY:
                 continue
+            state, meta, started, finished, retries, info = row
             if code == "S":
-                row[0], row[4] = "STARTED", ev[3]
-                row[2] = row[2] or t
+                state, retries, started = "STARTED", ev[3], started or t
             elif code == "R":
-                row[0], row[5] = "RETRY", ev[3]
+                state, info = "RETRY", ev[3]
             elif code == "U":
-                row[0], row[1] = ev[3], ev[4]
+                state, meta = ev[3], ev[4]
             elif code == "D":
-                row[0], row[5], row[3] = ev[3], ev[4], t
+                state, info, finished = ev[3], ev[4], t
+            # a new tuple, not a list changed in place: the garbage collector stops tracking a
+            # tuple of plain values, and a 10k-task workflow keeps one per task
+            states[id] = (state, meta, started, finished, retries, info)
 
     # -- handlers ------------------------------------------------------------------------------
     def lookup(self, id: str | None = None, **_: Any) -> dict[str, Any] | None:

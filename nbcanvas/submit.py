@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import pickle
 import time
 from typing import Any
 
@@ -15,6 +16,7 @@ from dask.system import CPU_COUNT
 from distributed.protocol import ToPickle
 
 from .canvas import Signature
+from .canvas.base import no_gc
 from .canvas.walk import title
 from .cluster import Connection, connection
 from .compile import Lst, NodeInfo, Ref, compile_canvas
@@ -26,7 +28,8 @@ from .handle import WorkflowHandle, find_handle, register_handle, supersede
 from .states import READY_STATES
 from .store import TASK_KINDS, StateStore, tiny_tasks
 
-__all__ = ["submit", "reattach", "save_group", "ClusterBackend", "encode_where", "decode_where"]
+__all__ = ["submit", "reattach", "save_group", "ClusterBackend", "encode_where", "decode_where",
+           "structure_of"]
 
 
 class ClusterBackend:
@@ -118,7 +121,16 @@ def _was_running(store: StateStore, id: str) -> bool:
 
 
 def encode_where(w: Ref | Lst) -> Any:
-    return ["r", w.key, w.id] if isinstance(w, Ref) else ["l", [encode_where(i) for i in w.items]]
+    """Where a workflow's result is, in plain types (tuples: the garbage collector stops
+    tracking a tuple of strings, and a 10k group has one per member).
+
+    >>> encode_where(Lst((Ref("k1", "a"), Ref("k2", "b"))))
+    ('l', (('r', 'k1', 'a'), ('r', 'k2', 'b')))
+    >>> decode_where(encode_where(Ref("k1", "a"))) == Ref("k1", "a")
+    True
+    """
+    return ("r", w.key, w.id) if isinstance(w, Ref) else \
+        ("l", tuple([encode_where(i) for i in w.items]))
 
 
 def decode_where(x: Any) -> Ref | Lst:
@@ -189,7 +201,18 @@ def _name_unpicklable(cg: Any, error: Exception) -> Exception:
 
 
 def submit(sig: Signature) -> Any:
-    """Send a frozen canvas as one graph; returns its AsyncResult or GroupResult."""
+    """Send a frozen canvas as one graph; returns its AsyncResult or GroupResult.
+
+    The cyclic garbage collector waits until it is sent (see ``no_gc``): the node table,
+    record, store and handle of a 10k-task workflow are some 40,000 long-lived objects, and
+    collecting while they are made walks them young, again and again (about 40 collections
+    for a 10k group), and brings the next full collection of the whole kernel sooner.
+    """
+    with no_gc():
+        return _submit(sig)
+
+
+def _submit(sig: Signature) -> Any:
     from .result import result_for
     app = _app_of(sig)
     wf = sig.id
@@ -218,7 +241,10 @@ def submit(sig: Signature) -> Any:
     graph = to_dask_graph(cg)
     compile_args = {"parallelism": used, "fusion": fusion, "batching": batching, "salt": salt,
                     "tiny": tiny}
-    record = {"id": wf, "name": title(sig), "structure": sig.to_dict(strict=False),
+    # The structure (for re-attaching from elsewhere) goes as one pickled bytes object: as
+    # nested dicts it would keep two containers per node alive for the collector to walk.
+    record = {"id": wf, "name": title(sig),
+              "structure": pickle.dumps(sig.to_dict(strict=False), protocol=5),
               "compile": compile_args,
               "nodes": dict(rows), "result": encode_where(cg.result),  # rows shared, not copied
               "keys": list(cg.units), "created": store.created}
@@ -237,7 +263,7 @@ def submit(sig: Signature) -> Any:
         raise _name_unpicklable(cg, e) from e
     handle = WorkflowHandle(wf, rows, cg.result, store,
                             ClusterBackend(conn, futures, wf, rows, store), canvas=sig, app=app,
-                            structure=record["structure"], name=record["name"])
+                            name=record["name"])  # its structure: from the canvas, if asked
     handle.compile_args = compile_args
     return result_for(wf, register_handle(handle))
 
@@ -279,7 +305,7 @@ def reattach(id: str, app: Any = None) -> WorkflowHandle:
     store = get_store(wf)
     fresh = store is None
     if store is None:
-        store = register_store(StateStore(wf, {i: r[:4] for i, r in rows.items()}))
+        store = register_store(StateStore(wf, rows))
     store.load(rec["states"], rec["dyn"])
     store.branches.update(rec.get("branches", {}))
     if fresh:  # events that came between the lookup and the store found no store: ask again
@@ -293,7 +319,7 @@ def reattach(id: str, app: Any = None) -> WorkflowHandle:
     conn.send({"op": "client-desires-keys", "keys": list(futures)})
     handle = WorkflowHandle(wf, rows, decode_where(rec["result"]), store,
                             ClusterBackend(conn, futures, wf, rows, store),
-                            structure=rec["structure"],
+                            structure=structure_of(rec),
                             app=app,
                             name=rec["name"])
     handle.compile_args = dict(rec.get("compile") or handle.compile_args)
@@ -302,6 +328,12 @@ def reattach(id: str, app: Any = None) -> WorkflowHandle:
         handle.attempt = int(token.rpartition("~")[2])
         handle.keymap = {k.rpartition("~")[0]: k for k in rec["keys"] if "~" in k}
     return register_handle(handle)
+
+
+def structure_of(rec: dict[str, Any]) -> dict[str, Any]:
+    """The canvas of a workflow record as ``to_dict(strict=False)`` made it."""
+    structure = rec["structure"]
+    return pickle.loads(structure) if isinstance(structure, bytes) else structure
 
 
 def _lists(obj: Any) -> Any:
