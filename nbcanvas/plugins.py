@@ -246,7 +246,10 @@ class NbcanvasScheduler(SchedulerPlugin):
             if row[0] in _READY:
                 continue
             state, meta, started, finished, retries, info = row
-            if code == "S":
+            if code == "E":  # started and ended (see runtime.emit)
+                state, retries, started = ev[6], ev[3], started or t
+                finished, info = ev[5], ev[7]
+            elif code == "S":
                 state, retries, started = "STARTED", ev[3], started or t
             elif code == "R":
                 state, info = "RETRY", ev[3]

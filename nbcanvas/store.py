@@ -137,7 +137,10 @@ class StateStore:
                 self.changes.clear()
                 self.epoch += 1
             self.changes.append(id)
-        if code == "S":
+        if code == "E":  # started and ended: S and D in one event
+            st.retries, st.host, st.started = ev[3], ev[4], st.started or t
+            self._done(id, st, ev[5], ev[6], ev[7], ev[8:])
+        elif code == "S":
             st.state, st.retries, st.host = "STARTED", ev[3], ev[4]
             st.started = st.started or t
         elif code == "R":
@@ -147,13 +150,17 @@ class StateStore:
             st.state, st.meta = ev[3], ev[4]
             self.latest = (id, ev[3], ev[4])
         elif code == "D":
-            st.state, st.info, st.finished = ev[3], ev[4], t
-            if len(ev) > 5:
-                st.inline = ev[5]
-            if st.started is not None and ev[3] == "SUCCESS":
-                node = self.nodes.get(id)
-                if node is not None and node[0] == "signature":
-                    _learn(node[1], t - st.started)
+            self._done(id, st, t, ev[3], ev[4], ev[5:])
+
+    def _done(self, id: str, st: NodeState, t: float, state: str, info: Any,
+              inline: list[Any]) -> None:
+        st.state, st.info, st.finished = state, info, t
+        if inline:
+            st.inline = inline[0]
+        if st.started is not None and state == "SUCCESS":
+            node = self.nodes.get(id)
+            if node is not None and node[0] == "signature":
+                _learn(node[1], t - st.started)
 
     def load(self, states: dict[str, list[Any]], nodes: dict[str, Any] | None = None) -> None:
         """Merge a snapshot (e.g. from the scheduler's record when re-attaching)."""

@@ -62,6 +62,26 @@ def test_worker_sink_batches_many_events_into_one_message_per_workflow():
     assert len(got) == 2  # nothing left
 
 
+def test_worker_sink_makes_one_event_of_a_start_and_its_end():
+    got: list[dict[str, Any]] = []
+    sink = WorkerSink(got.append, interval=3600)
+    sink.emit("wf", ["S", "a", 1.0, 0, "h"])
+    sink.emit("wf", ["D", "a", 2.0, "SUCCESS", None, b"r"])
+    sink.emit("wf", ["S", "b", 3.0, 0, "h"])
+    sink.emit("wf", ["U", "b", 4.0, "PROGRESS", {"i": 1}])  # something in between: kept apart
+    sink.emit("wf", ["D", "b", 5.0, "SUCCESS", None])
+    sink.emit("wf", ["S", "c", 6.0, 1, "h"])
+    sink.emit("other", ["D", "c", 7.0, "SUCCESS", None])  # another workflow's step
+    sink.emit("wf", ["D", "d", 8.0, "FAILURE", "boom"])  # its start went in an earlier batch
+    sink.flush()
+    by_wf = {m["wf"]: m["ev"] for m in got}
+    assert by_wf["wf"] == [["E", "a", 1.0, 0, "h", 2.0, "SUCCESS", None, b"r"],
+                           ["S", "b", 3.0, 0, "h"], ["U", "b", 4.0, "PROGRESS", {"i": 1}],
+                           ["D", "b", 5.0, "SUCCESS", None], ["S", "c", 6.0, 1, "h"],
+                           ["D", "d", 8.0, "FAILURE", "boom"]]
+    assert by_wf["other"] == [["D", "c", 7.0, "SUCCESS", None]]
+
+
 def test_worker_sink_flushes_in_the_background():
     arrived = threading.Event()
     got: list[dict[str, Any]] = []

@@ -76,6 +76,12 @@ def test_events_update_the_record_and_final_states_stay():
     assert rec["branches"] == {"g": "then"}
 
 
+def test_a_started_and_ended_event_fills_the_row_as_its_start_and_end_would():
+    p = plugin_with(record())
+    p.log_event(TOPIC, {"wf": "wf", "ev": [["E", "a", 1.0, 2, "h", 3.0, "SUCCESS", None, b"x"]]})
+    assert p.records["wf"]["states"]["a"] == ("SUCCESS", None, 1.0, 3.0, 2, None)
+
+
 def test_state_rows_of_plain_values_are_left_alone_by_the_garbage_collector():
     """A 10k-task workflow keeps a row per task: rows the collector tracks would make it walk
     them all at every full collection, and bring the next one sooner."""

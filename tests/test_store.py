@@ -45,6 +45,18 @@ def test_start_retry_start_done():
     assert st.as_list() == ["SUCCESS", None, 10.0, 13.0, 1, None]
 
 
+@pytest.mark.parametrize("inline", [(), (b"pickled",)])
+def test_a_started_and_ended_event_is_its_start_then_its_end(inline):
+    both, split = store(), store()
+    both.apply(msg(["E", "a", 10.0, 2, "tcp://w1", 13.0, "SUCCESS", None, *inline]))
+    split.apply(msg(["S", "a", 10.0, 2, "tcp://w1"], ["D", "a", 13.0, "SUCCESS", None, *inline]))
+    a, b = both.get("a"), split.get("a")
+    fields = ("state", "meta", "started", "finished", "retries", "info", "host", "inline")
+    assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
+    assert (a.state, a.started, a.finished, a.host) == ("SUCCESS", 10.0, 13.0, "tcp://w1")
+    assert a.inline == (inline[0] if inline else None)
+
+
 def test_update_state_sets_a_custom_state_and_meta():
     s = store()
     s.apply(msg(["S", "a", 1.0, 0, "h"], ["U", "a", 2.0, "PROGRESS", {"i": 3}]))

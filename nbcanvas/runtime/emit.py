@@ -3,8 +3,12 @@
 Each event is a list ``[code, node id, time, ...]``:
 
 - ``S`` started (retries, host), ``R`` retry (error, countdown), ``U`` update_state
-  (state, meta), ``D`` done (state, info), ``N`` a node made at run time (parent, name, kind),
-  ``B`` a branch choice (``then``/``otherwise``).
+  (state, meta), ``D`` done (state, info[, inline result]), ``N`` a node made at run time
+  (parent, name, kind), ``B`` a branch choice (``then``/``otherwise``);
+- ``E`` a step that started and ended with nothing in between (the common case of a quick
+  step): its ``S`` and ``D`` as one, ``[E, id, started, retries, host, ended, state, info,
+  ...]``. The worker's buffer makes it when a step's ``D`` follows its own ``S``, so a 10k
+  group sends half the events.
 
 Events go into one buffer per process; a background thread sends them every 20 ms as one
 ``log_event`` message per workflow, and a unit flushes before it returns, so the client sees a
@@ -60,7 +64,13 @@ class WorkerSink(Sink):
 
     def emit(self, wf: str, event: list[Any]) -> None:
         with self._lock:
-            self._buf.append((wf, event))
+            buf = self._buf
+            if event[0] == "D" and buf:
+                last_wf, last = buf[-1]
+                if last[0] == "S" and last[1] == event[1] and last_wf == wf:
+                    buf[-1] = (wf, ["E", event[1], last[2], last[3], last[4], *event[2:]])
+                    return
+            buf.append((wf, event))
         if self._thread is None:
             self._start()
 
