@@ -174,7 +174,14 @@ class Signature:
     @property
     def name(self) -> str:
         """Short name for labels and reprs (``shadow=`` overrides it)."""
-        return self.options.get("shadow") or self.task.rsplit(".", 1)[-1]
+        opts = self.options
+        shadow = opts.get("shadow") if opts else None
+        if shadow:
+            return shadow
+        short = _SHORT_NAMES.get(self.task)
+        if short is None:  # (once per task name: a 10k canvas asks some 50,000 times)
+            short = _SHORT_NAMES[self.task] = self.task.rsplit(".", 1)[-1]
+        return short
 
     # -- builders (all return copies) ------------------------------------------------------
     def set(self, **options: Any) -> Any:
@@ -327,6 +334,8 @@ class Signature:
 
 
 _SLOTS: dict[type, tuple[str, ...]] = {}
+#: task name -> its short name (the part after the last dot)
+_SHORT_NAMES: dict[str, str] = {}
 
 
 def _slots(cls: type) -> tuple[str, ...]:

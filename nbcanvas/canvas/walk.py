@@ -59,6 +59,8 @@ def _cbs(sig: Signature, ids: _Ids) -> dict[str, Any]:
 
 
 def _freeze(sig: Signature, _id: str | None, ids: _Ids) -> Any:
+    if type(sig) is Signature and not sig.links and not sig.errbacks:  # most nodes of a canvas
+        return sig._replace(_id=_id or sig.options.get("task_id") or sig._id or ids())
     want = _id or sig.options.get("task_id")
     if isinstance(sig, chain):
         steps = sig.tasks
