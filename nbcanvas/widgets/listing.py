@@ -75,8 +75,6 @@ class WorkflowListView(Shown):
     def show_rows(self, rows: list[dict[str, Any]]) -> None:
         """Draw ``rows`` (summaries as ``workflow_rows`` gives them)."""
         from ..dot import state_colour
-        self.rows = rows
-        self.refreshes += 1
         head = "".join(f"<th style='text-align:left'>{html.escape(t)}</th>" for t, _ in COLUMNS)
         body = []
         for row in rows:
@@ -98,6 +96,10 @@ class WorkflowListView(Shown):
             with self.choose.hold_trait_notifications():
                 self.choose.options = options
                 self.choose.value = value if value in {v for _, v in options} else _NONE
+        # last: whoever sees these rows (the pacer draws from its own thread) finds the table
+        # and the chooser already showing them
+        self.rows = rows
+        self.refreshes += 1
 
     def _chosen(self, change: dict[str, Any]) -> None:
         if change.get("new") == change.get("old"):
