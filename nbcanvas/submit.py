@@ -331,7 +331,8 @@ def reattach(id: str, app: Any = None) -> WorkflowHandle:
 
 
 def structure_of(rec: dict[str, Any]) -> dict[str, Any]:
-    """The canvas of a workflow record as ``to_dict(strict=False)`` made it."""
+    """The canvas of a workflow record as ``to_dict(strict=False)`` made it (unpickled: it
+    comes from the scheduler, which the client trusts with every result it unpickles)."""
     structure = rec["structure"]
     return pickle.loads(structure) if isinstance(structure, bytes) else structure
 
