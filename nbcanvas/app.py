@@ -256,4 +256,3 @@ def task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     mul.s(2, 3)
     """
     return default_app.task(fn, **options) if fn is not None else default_app.task(**options)
-

@@ -292,8 +292,9 @@ def reattach(id: str, app: Any = None) -> WorkflowHandle:
         return h
     conn = connection(app, start=False)  # nothing runs anywhere yet: nothing to find
     if conn is None:
-        raise ResultNotFound(f"no workflow with a task or result id {id!r} is known: nothing "
-                             f"was sent from this process and no cluster is connected")
+        raise ResultNotFound(f"no workflow with a task or result id {id!r} is known here: it "
+                             f"was forgotten, or never sent from this process (and no cluster "
+                             f"is connected to ask)")
     rec = conn.rpc("nbcanvas_lookup", id=id)
     if rec is None:
         raise ResultNotFound(f"no workflow with a task or result id {id!r} is known to the "
