@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -146,6 +147,46 @@ def test_a_flush_never_overtakes_a_batch_being_delivered():
     a.join(30)
     b.join(30)
     assert got == [["first"], ["second"]]
+
+
+def test_a_held_sink_waits_for_release_and_release_sends_at_once():
+    """After a unit returns (``hold``) the thread sends nothing, so that no batch is queued
+    on the worker's loop behind the unit's result; ``release`` (on that loop) sends it all."""
+    got: list[dict[str, Any]] = []
+    sink = WorkerSink(got.append, interval=0.001, hold_limit=3600)
+    sink.emit("wf", ["S", "a", 1.0, 0, "h"])
+    sink.hold()
+    assert sink.held
+    sink.emit("wf", ["S", "b", 2.0, 0, "h"])  # another unit's event meanwhile
+    loops = threading.Event()  # twenty rounds of another sink's thread, same interval
+    beat = WorkerSink(lambda m: loops.set(), interval=0.001)
+    for _ in range(20):
+        loops.clear()
+        beat.emit("x", ["S", "x", 0.0])
+        assert loops.wait(10)
+    assert got == []
+    sink.release()
+    assert not sink.held
+    assert got == [{"wf": "wf", "ev": [["S", "a", 1.0, 0, "h"], ["S", "b", 2.0, 0, "h"]]}]
+
+
+def test_a_held_sink_sends_anyway_after_the_hold_limit():
+    """A release that never comes (a worker that lost its plugin) delays events, never
+    loses them."""
+    arrived = threading.Event()
+    got: list[dict[str, Any]] = []
+
+    def deliver(msg: dict[str, Any]) -> None:
+        got.append(msg)
+        arrived.set()
+
+    sink = WorkerSink(deliver, interval=0.001, hold_limit=0.2)
+    sink.emit("wf", ["D", "a", 1.0, "SUCCESS", None])
+    held_at = time.monotonic()
+    sink.hold()
+    assert arrived.wait(10)
+    assert time.monotonic() - held_at >= 0.2  # not before the limit
+    assert got == [{"wf": "wf", "ev": [["D", "a", 1.0, "SUCCESS", None]]}]
 
 
 def test_the_background_thread_survives_a_failed_delivery():

@@ -28,7 +28,7 @@ def _register_sizeof() -> None:
 _register_sizeof()
 
 __all__ = ["run_unit", "run_units_local", "execute_local", "REVOKED", "revoke_local", "TOPIC",
-           "NO_INPUT", "Ctx", "outcome_at", "known_results"]
+           "NO_INPUT", "Ctx", "outcome_at", "known_results", "release_events"]
 
 _sinks: weakref.WeakKeyDictionary[Any, WorkerSink] = weakref.WeakKeyDictionary()
 
@@ -47,6 +47,14 @@ def _worker_sink(worker: Any) -> WorkerSink:
                 live.log_event(TOPIC, {"wf": msg["wf"], "ev": ToPickle(msg["ev"])})
         sink = _sinks[worker] = WorkerSink(deliver)
     return sink
+
+
+def release_events(worker: Any) -> None:
+    """On the worker's event loop, as it handles a unit's result: send the events held for it
+    (see ``WorkerSink.hold``)."""
+    sink = _sinks.get(worker)
+    if sink is not None and sink.held:
+        sink.release()
 
 
 def known_results(previous: Any) -> dict[str, Any]:
@@ -75,7 +83,10 @@ def run_unit(unit: Any, token: str, *deps: Any) -> UnitResult:
         for prog, sel in progs:
             run_prog(prog, resolve(sel, deps), ctx)
     finally:
-        ctx.sink.flush()
+        if getattr(worker, "_nbcanvas_releases", False):
+            ctx.sink.hold()  # the worker plugin sends them with the result (release_events)
+        else:
+            ctx.sink.flush()
     return UnitResult(ctx.results)
 
 

@@ -11,8 +11,11 @@ Each event is a list ``[code, node id, time, ...]``:
   group sends half the events.
 
 Events go into one buffer per process; a background thread sends them every 20 ms as one
-``log_event`` message per workflow, and a unit flushes before it returns, so the client sees a
-step's final state before it sees the unit's result.
+``log_event`` message per workflow. A unit's last events leave before its result: when it
+returns, the buffer is *held* (the thread waits) until the worker's event loop, handling the
+result, sends it first (``hold``/``release``, called by the worker plugin), so the events and
+the result reach the scheduler as one message batch, one wake-up instead of two. A worker
+without the plugin flushes when the unit returns, as a sink that is not held always may.
 """
 from __future__ import annotations
 
@@ -55,12 +58,18 @@ class Sink:
 class WorkerSink(Sink):
     """Buffers events in the worker process; a daemon thread flushes every ``interval`` s."""
 
-    def __init__(self, deliver: Callable[[dict[str, Any]], None], interval: float = 0.02) -> None:
+    def __init__(self, deliver: Callable[[dict[str, Any]], None], interval: float = 0.02,
+                 hold_limit: float = 1.0) -> None:
         super().__init__(deliver)
+        #: how long held events wait for the worker's event loop before the thread sends them
+        self.hold_limit = hold_limit
         self._buf: list[tuple[str, list[Any]]] = []
         self._lock = threading.Lock()
         self._interval = interval
         self._thread: threading.Thread | None = None
+        #: units that returned and whose last events wait for the worker's event loop
+        self._held = 0
+        self._held_since = 0.0
 
     def emit(self, wf: str, event: list[Any]) -> None:
         with self._lock:
@@ -81,19 +90,42 @@ class WorkerSink(Sink):
                                                 daemon=True)
                 self._thread.start()
 
+    def hold(self) -> None:
+        """A unit returned: the background thread sends nothing until :meth:`release`, which
+        the worker's event loop calls as it handles the unit's result. A batch the thread sent
+        now would be queued on the loop after that result, and overtaken by it."""
+        with self._lock:
+            if not self._held:
+                self._held_since = time.monotonic()
+            self._held += 1
+
+    @property
+    def held(self) -> bool:
+        """Whether a unit returned and its events wait for :meth:`release`."""
+        return self._held > 0
+
+    def release(self) -> None:
+        """Send what is buffered, from the worker's event loop (before the result it is
+        handling is reported), and let the background thread send again."""
+        self.flush(release=True)
+
     def _loop(self) -> None:
         while True:
             time.sleep(self._interval)  # a pacing interval, not a wait for a condition
+            if self._held and time.monotonic() - self._held_since < self.hold_limit:
+                continue  # a batch sent now could arrive after the held unit's result
             if self._buf:
                 try:
                     self.flush()
                 except Exception:  # the worker may be closing; events are best effort here
                     pass
 
-    def flush(self) -> None:
+    def flush(self, release: bool = False) -> None:
         # Delivering under the lock keeps events in order: a unit's final flush never
         # overtakes an earlier batch that the background thread has taken.
         with self._lock:
+            if release:  # with the lock held: the thread cannot slip a batch in between
+                self._held = 0
             buf, self._buf = self._buf, []
             if not buf:
                 return
