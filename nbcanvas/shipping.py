@@ -24,12 +24,16 @@ another process has joined the threads pool's scheduler, functions are pickled a
 ...     data = pickle.dumps(travelling(double))
 >>> pickle.loads(data) is double
 True
->>> travelling(double) is double  # outside ``in_this_process()``: the function itself
+>>> import json  # outside ``in_this_process()``: the function, if pickle finds it by name
+>>> travelling(json.dumps) is json.dumps
 True
+>>> type(travelling(double)).__name__  # else by value (cloudpickle), as dask would end up
+'ByValue'
 """
 from __future__ import annotations
 
 import itertools
+import sys
 import uuid
 import weakref
 from collections.abc import Callable, Iterator
@@ -37,7 +41,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["in_this_process", "travelling", "AsItself", "workers_here", "runs_here"]
+__all__ = ["in_this_process", "travelling", "AsItself", "ByValue", "workers_here", "runs_here"]
 
 #: set (in this thread's context) while a graph whose reader is this process is pickled
 _HERE: ContextVar[bool] = ContextVar("nbcanvas_graph_read_here", default=False)
@@ -74,10 +78,11 @@ def in_this_process() -> Iterator[None]:
 
 
 def travelling(fn: Callable[..., Any]) -> Any:
-    """What to pickle in place of ``fn``: ``fn`` itself, or within :func:`in_this_process`
-    a token for it (functions that cannot be weakly referenced stay themselves)."""
+    """What to pickle in place of ``fn``: within :func:`in_this_process` a token for it
+    (functions that cannot be weakly referenced stay themselves); else ``fn`` itself, or
+    :class:`ByValue` when pickle cannot find it by name (see there)."""
     if not _HERE.get():
-        return fn
+        return fn if _found_by_name(fn) else ByValue(fn)
     try:
         token = _TOKENS.get(fn)
         if token is None:
@@ -87,6 +92,57 @@ def travelling(fn: Callable[..., Any]) -> Any:
     except TypeError:  # e.g. a builtin or a callable object without __weakref__
         return fn
     return AsItself(token, getattr(fn, "__qualname__", repr(fn)))
+
+
+def _found_by_name(fn: Any) -> bool:
+    """Whether pickle can save ``fn`` by reference: its module's attribute at its qualified
+    name is ``fn`` itself (not so for a function under ``@app.task``, which the decorator
+    replaced with the task, for a lambda, or for a nested function)."""
+    module = sys.modules.get(getattr(fn, "__module__", None) or "")
+    if module is None or module.__name__ == "__main__":
+        return False
+    obj: Any = module
+    for part in str(getattr(fn, "__qualname__", "<>")).split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return False
+    return obj is fn
+
+
+class ByValue:
+    """A function that pickle cannot find by name, pickled by value with cloudpickle.
+
+    dask pickles a graph with plain pickle first and, when that fails, tries again with its
+    own pickler and then with cloudpickle: three passes over the whole graph and two
+    exceptions, about 0.15 ms for a single task, paid by the client on every ``delay()``
+    and by the scheduler again when it hands the task to a worker process. Saying it up front
+    makes the first pass succeed (for a notebook's function too: see ``__reduce_ex__``). What travels is what cloudpickle made of it before: the
+    function's code and the current values of the globals it uses.
+
+    >>> import pickle
+    >>> square = lambda x: x * x
+    >>> pickle.loads(pickle.dumps(ByValue(square)))(3)
+    9
+    >>> pickle.loads(pickle.dumps(ByValue(square), protocol=5))(4)
+    16
+    """
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, tuple[Any, ...]]:
+        import pickle
+
+        import cloudpickle
+        data = cloudpickle.dumps(self.fn, protocol=5)
+        if isinstance(protocol, int) and protocol >= 5:
+            # Out of band where the pickler takes buffers (dask's does): dask re-pickles a
+            # whole graph with cloudpickle when its plain pickle mentions ``__main__``, and a
+            # notebook function's bytes do; in their own frame they don't trigger that pass.
+            return (pickle.loads, (pickle.PickleBuffer(data),))
+        return (pickle.loads, (data,))
 
 
 class AsItself:

@@ -25,11 +25,42 @@ def _made_here():
     return guarded
 
 
-def test_outside_the_block_a_function_is_itself():
+def test_outside_the_block_a_function_is_itself_or_its_value():
+    """A function pickle finds by name goes as itself (by reference); any other by value,
+    with cloudpickle, as dask would end up doing after two failed passes."""
+    assert shipping.travelling(_made_here) is _made_here
     fn = _made_here()
-    assert shipping.travelling(fn) is fn
+    shipped = shipping.travelling(fn)
+    assert isinstance(shipped, shipping.ByValue) and shipped.fn is fn
     with pytest.raises(TypeError, match="lock"):  # so it is pickled, and this one cannot be
-        cloudpickle.dumps(shipping.travelling(fn))
+        pickle.dumps(shipped)
+
+
+def test_a_decorated_task_function_is_pickled_by_value_in_one_pass(monkeypatch):
+    """``@app.task`` puts the task where its function was, so pickle cannot find the function
+    by name: dask's serializer then pickled every graph three times. Now its first, plain
+    pass succeeds, and the function arrives with the current value of its globals."""
+    import types
+
+    from distributed.protocol import pickle as dask_pickle
+    mod = types.ModuleType("tests_shipping_tasks")
+    exec("SCALE = 2\ndef scaled(x):\n    return SCALE * x\n", mod.__dict__)
+    monkeypatch.setitem(sys.modules, mod.__name__, mod)
+    app = nc.App("tests.test_shipping.decorated", set_as_current=False)
+    raw = mod.scaled
+    mod.scaled = app.task(raw, name="ts.scaled")  # as the decorator leaves the module
+    step = Step("id", "ts.scaled", raw, False, (3,), {}, False, {})
+    assert isinstance(shipping.travelling(raw), shipping.ByValue)
+    passes = []
+    real = dask_pickle.cloudpickle.dumps
+    monkeypatch.setattr(dask_pickle.cloudpickle, "dumps",
+                        lambda *a, **k: passes.append(a[0]) or real(*a, **k))
+    data = dask_pickle.dumps(step)
+    assert passes == [raw]  # cloudpickle saw the function only, never the whole step again
+    mod.SCALE = 10
+    del sys.modules[mod.__name__]  # a worker process that cannot import it
+    again = pickle.loads(data)
+    assert again.fn is not raw and again.fn(3) == 6  # the globals as they were when sent
 
 
 def test_inside_the_block_it_comes_back_as_the_same_object():
@@ -42,13 +73,35 @@ def test_inside_the_block_it_comes_back_as_the_same_object():
     assert len(data) < 200
 
 
+def test_a_notebook_function_does_not_make_dask_pickle_the_graph_again(monkeypatch):
+    """A notebook's function (module ``__main__``) goes by value; its bytes mention
+    ``__main__``, which makes dask's serializer pickle the whole graph again with cloudpickle,
+    unless they travel out of band, in their own frame, as they do here."""
+    from distributed.protocol import deserialize, serialize
+    from distributed.protocol import pickle as dask_pickle
+    from distributed.protocol.serialize import ToPickle
+    space: dict = {"__name__": "__main__"}
+    exec("def tripled(x):\n    return 3 * x\n", space)
+    fn = space["tripled"]
+    step = Step("id", "tripled", fn, False, (3,), {}, False, {})
+    passes = []
+    real = dask_pickle.cloudpickle.dumps
+    monkeypatch.setattr(dask_pickle.cloudpickle, "dumps",
+                        lambda *a, **k: passes.append(a[0]) or real(*a, **k))
+    header, frames = serialize(ToPickle(step), on_error="raise")
+    assert passes == [fn] and len(frames) == 2  # the function's own frame
+    monkeypatch.undo()
+    back = deserialize(header, frames)
+    assert getattr(back, "data", back).fn(5) == 15
+
+
 def test_the_block_is_this_threads_only():
     fn, seen = _made_here(), []
     with shipping.in_this_process():
         t = threading.Thread(target=lambda: seen.append(shipping.travelling(fn)))
         t.start()
         t.join()
-    assert seen == [fn]
+    assert [s.fn for s in seen] == [fn]  # by value (it is not found by name), not a token
 
 
 def test_tokens_are_not_reused_and_a_dropped_function_is_named():
