@@ -41,7 +41,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["in_this_process", "travelling", "AsItself", "ByValue", "workers_here", "runs_here"]
+__all__ = ["in_this_process", "travelling", "AsItself", "ByValue", "Shipped", "workers_here", "runs_here"]
 
 #: set (in this thread's context) while a graph whose reader is this process is pickled
 _HERE: ContextVar[bool] = ContextVar("nbcanvas_graph_read_here", default=False)
@@ -110,14 +110,16 @@ def _found_by_name(fn: Any) -> bool:
 
 
 class ByValue:
-    """A function that pickle cannot find by name, pickled by value with cloudpickle.
+    """A function that pickle cannot find by name, pickled by value with cloudpickle; it
+    unpickles as :class:`Shipped`.
 
     dask pickles a graph with plain pickle first and, when that fails, tries again with its
     own pickler and then with cloudpickle: three passes over the whole graph and two
     exceptions, about 0.15 ms for a single task, paid by the client on every ``delay()``
     and by the scheduler again when it hands the task to a worker process. Saying it up front
-    makes the first pass succeed (for a notebook's function too: see ``__reduce_ex__``). What travels is what cloudpickle made of it before: the
-    function's code and the current values of the globals it uses.
+    makes the first pass succeed (for a notebook's function too: see ``__reduce_ex__``).
+    What travels is what cloudpickle made of it before: the function's code and the current
+    values of the globals it uses.
 
     >>> import pickle
     >>> square = lambda x: x * x
@@ -133,16 +135,47 @@ class ByValue:
         self.fn = fn
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, tuple[Any, ...]]:
-        import pickle
-
         import cloudpickle
-        data = cloudpickle.dumps(self.fn, protocol=5)
-        if isinstance(protocol, int) and protocol >= 5:
-            # Out of band where the pickler takes buffers (dask's does): dask re-pickles a
-            # whole graph with cloudpickle when its plain pickle mentions ``__main__``, and a
-            # notebook function's bytes do; in their own frame they don't trigger that pass.
-            return (pickle.loads, (pickle.PickleBuffer(data),))
-        return (pickle.loads, (data,))
+        return _shipped(cloudpickle.dumps(self.fn, protocol=5), protocol)
+
+
+class Shipped:
+    """A task function sent by value, unpickled where it is called (see :class:`ByValue`).
+
+    The scheduler only passes a task on to a worker: it keeps the function's bytes and sends
+    them on as they are, instead of rebuilding the function from its code and pickling it
+    again (about 0.1 ms of its loop per task). The worker makes the function on first use; a
+    function that cannot be made there fails its step, naming why.
+    """
+
+    __slots__ = ("data", "_fn")
+
+    def __init__(self, data: Any) -> None:
+        self.data = bytes(data)  # out of band it is a view of a received frame
+        self._fn: Callable[..., Any] | None = None
+
+    def load(self) -> Callable[..., Any]:
+        fn = self._fn
+        if fn is None:
+            import pickle
+            fn = self._fn = pickle.loads(self.data)
+        return fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.load()(*args, **kwargs)
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, tuple[Any, ...]]:
+        return _shipped(self.data, protocol)
+
+
+def _shipped(data: bytes, protocol: Any) -> tuple[Any, tuple[Any, ...]]:
+    if isinstance(protocol, int) and protocol >= 5:
+        import pickle
+        # Out of band where the pickler takes buffers (dask's does): dask re-pickles a whole
+        # graph with cloudpickle when its plain pickle mentions ``__main__``, and a notebook
+        # function's bytes do; in their own frame they don't trigger that pass.
+        return (Shipped, (pickle.PickleBuffer(data),))
+    return (Shipped, (data,))
 
 
 class AsItself:

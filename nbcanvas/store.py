@@ -73,7 +73,11 @@ class StateStore:
         self.workflow_id = workflow_id
         self.nodes = dict(nodes)
         self._states: dict[str, NodeState] = {}
-        self._cond = threading.Condition()
+        self._lock = threading.RLock()
+        #: made while someone waits: a kept workflow holds no Condition (eight objects
+        #: fewer, of about 50, for the garbage collector to walk)
+        self._cond: threading.Condition | None = None
+        self._waiters = 0
         self._observers: list[Callable[[StateStore], None]] = []
         self.version = 0
         self.created = time.time()
@@ -94,23 +98,23 @@ class StateStore:
 
     def apply(self, msg: dict[str, Any]) -> None:
         """Apply one event message ``{"wf": ..., "ev": [[code, id, t, ...], ...]}``."""
-        with self._cond:
+        with self._lock:
             for ev in msg["ev"]:
                 self._apply_one(ev)
         self._changed()
 
     def track(self) -> list[str]:
         """Start (or keep) the change log that views follow instead of recounting every node."""
-        with self._cond:
+        with self._lock:
             if self.changes is None:
                 self.changes = []
             return self.changes
 
     def _changed(self) -> None:
         """Wake waiters, then tell the observers (outside the lock)."""
-        with self._cond:
+        with self._lock:
             self.version += 1
-            self._cond.notify_all()
+            self._wake()
             observers = list(self._observers)
         for fn in observers:
             try:
@@ -164,7 +168,7 @@ class StateStore:
 
     def load(self, states: dict[str, list[Any]], nodes: dict[str, Any] | None = None) -> None:
         """Merge a snapshot (e.g. from the scheduler's record when re-attaching)."""
-        with self._cond:
+        with self._lock:
             if nodes:
                 for k, v in nodes.items():
                     self.nodes.setdefault(k, tuple(v))  # type: ignore[arg-type]
@@ -175,17 +179,17 @@ class StateStore:
                 st.state, st.meta, st.started, st.finished, st.retries, st.info = row[:6]
             self.epoch += 1
             self.version += 1
-            self._cond.notify_all()
+            self._wake()
 
     def poke(self) -> None:
         """Wake up waiters (e.g. when a future finished without an event)."""
-        with self._cond:
+        with self._lock:
             self.version += 1
-            self._cond.notify_all()
+            self._wake()
 
     def reset(self, ids: list[str]) -> None:
         """Forget the states of ``ids`` (they run again after ``retry()``)."""
-        with self._cond:
+        with self._lock:
             for i in ids:
                 self._states.pop(i, None)
             self.epoch += 1
@@ -203,7 +207,7 @@ class StateStore:
         return [i for i, n in self.nodes.items() if n[0] in TASK_KINDS]
 
     def counts(self, ids: Iterable[str] | None = None) -> Counter[str]:
-        with self._cond:
+        with self._lock:
             ids = self.task_ids() if ids is None else ids
             return Counter(self.state(i) for i in ids)
 
@@ -213,13 +217,13 @@ class StateStore:
 
     def snapshot(self) -> dict[str, str]:
         """id -> state for every node with a known state."""
-        with self._cond:
+        with self._lock:
             return {i: s.state for i, s in self._states.items()}
 
     def progress_state(self) -> tuple[str, Any]:
         """(state, meta) of the workflow as a whole while it runs: the latest custom state of
         a running step (e.g. ``PROGRESS`` and its meta), else ``STARTED``, else ``PENDING``."""
-        with self._cond:
+        with self._lock:
             if self.latest is not None and self.state(self.latest[0]) == self.latest[1]:
                 return self.latest[1], self.latest[2]
             running = [s for s in self._states.values() if s.state not in READY_STATES
@@ -236,17 +240,33 @@ class StateStore:
 
     def wait(self, predicate: Callable[[StateStore], bool], timeout: float | None = None) -> bool:
         """Block until ``predicate(store)`` holds (re-checked after every event batch)."""
-        with self._cond:
-            return self._cond.wait_for(lambda: predicate(self), timeout)
+        with self._lock:
+            if predicate(self):
+                return True
+            cond = self._cond
+            if cond is None:
+                cond = self._cond = threading.Condition(self._lock)
+            self._waiters += 1
+            try:
+                return cond.wait_for(lambda: predicate(self), timeout)
+            finally:
+                self._waiters -= 1
+                if not self._waiters:  # the last one out: a finished workflow keeps none
+                    self._cond = None
+
+    def _wake(self) -> None:
+        """Wake the waiters, if any (with ``_lock`` held)."""
+        if self._cond is not None:
+            self._cond.notify_all()
 
     # -- observers ----------------------------------------------------------------------------------
     def subscribe(self, fn: Callable[[StateStore], None]) -> Callable[[], None]:
         """Call ``fn(store)`` after every event batch; returns the unsubscribe function."""
-        with self._cond:
+        with self._lock:
             self._observers.append(fn)
 
         def unsubscribe() -> None:
-            with self._cond:
+            with self._lock:
                 if fn in self._observers:
                     self._observers.remove(fn)
         return unsubscribe

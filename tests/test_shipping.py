@@ -165,3 +165,36 @@ def test_clients_marked_as_local():
     assert shipping.runs_here(c)
     everyone_here[0] = False  # a worker from elsewhere joined
     assert not shipping.runs_here(c)
+
+
+def test_the_scheduler_passes_a_function_by_value_on_without_making_it(dask_client, monkeypatch):
+    """On a cluster of worker processes a notebook-style function reaches the scheduler as
+    its bytes and stays so (the scheduler would only pickle it again for the worker); the
+    worker makes it when the step runs, and one it cannot make fails that step, naming why."""
+    import types
+    app = nc.App("tests.test_shipping.passed_on", set_as_current=False)
+    app.connect(dask_client)
+    space: dict = {"__name__": "__main__"}
+    exec("def quadrupled(x):\n    return 4 * x\n", space)
+    four = app.task(space["quadrupled"], name="ts.quadrupled")
+    r = four.delay(5)
+    assert r.get(timeout=60) == 20
+
+    def fn_of(dask_scheduler, keys=list(r.handle.backend.futures)):
+        spec = dask_scheduler.tasks[keys[0]].run_spec
+        step = spec.args[0].progs[0][0]
+        return type(step.fn).__name__, getattr(step.fn, "_fn", None) is None
+    assert dask_client.run_on_scheduler(fn_of) == ("Shipped", True)  # bytes, not a function
+    r.forget()
+    only_here = types.ModuleType("nbcanvas_test_only_here")
+    only_here.factor = 3
+    monkeypatch.setitem(sys.modules, only_here.__name__, only_here)
+    exec("import nbcanvas_test_only_here as here\n"
+         "def scaled(x):\n    return here.factor * x\n", space)
+    scaled = app.task(space["scaled"], name="ts.scaled_elsewhere")
+    assert scaled.run(2) == 6  # fine here; a worker process cannot import that module
+    bad = scaled.delay(2)
+    with pytest.raises(ModuleNotFoundError, match="nbcanvas_test_only_here"):
+        bad.get(timeout=60)
+    assert bad.state == "FAILURE"
+    bad.forget()

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..compile.programs import Batch, Dyn, MapStep, Par, Seq, Step
 from ..errors import Retry, TaskRevokedError
+from ..shipping import Shipped
 from ..task import Request
 from .emit import Sink, jsonable
 from .outcome import Failed, GroupOutcome, NotTaken, Revoked, Skipped, failed_from, value_of
@@ -261,6 +262,8 @@ def _out_of_band(buffer: Any) -> None:
 
 def _call(step: Any, args: tuple, kwargs: dict, retries: int, ctx: Ctx) -> Any:
     fn = step.fn
+    if type(fn) is Shipped:  # sent by value: made here, once per unit
+        fn = fn.load()
     if step.bind:
         req = Request(step.id, retries, args, kwargs, ctx.wf, ctx.host, ctx.eager)
         me = BoundTask(step, req, lambda i, s, m: ctx.emit("U", i, s, jsonable(m)))
