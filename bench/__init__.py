@@ -111,6 +111,7 @@ def workloads(s: Sizes, kill: bool = False) -> list[Workload]:
         Workload("chord", f"chord {_n(s.chord)}→1", "s", t["chord"]),
         Workload("latency_p50", "delay().get() p50", "ms", t["latency_p50"]),
         Workload("latency_p90", "delay().get() p90", "ms"),
+        Workload("latency_nb_p50", "delay().get() p50, task defined in the notebook", "ms"),
         Workload("duel_p50", "delay().get() p50, alternating with Celery", "ms"),
         Workload("duel_p90", "delay().get() p90, alternating with Celery", "ms"),
         Workload("group1_get", "group of 1 .get()", "ms", t["group1_get"]),

@@ -18,7 +18,8 @@ from .common import Cell, cell, guarded, log, measure, na, percentile, split_lat
 from .mem import run_probe
 from .tasks import nested_chords
 
-__all__ = ["NbTasks", "on_embedded", "run_nbcanvas", "live_view_overhead", "GET_TIMEOUT"]
+__all__ = ["NbTasks", "on_embedded", "run_nbcanvas", "live_view_overhead", "GET_TIMEOUT",
+           "notebook_task"]
 
 GET_TIMEOUT = 300.0  # a hang shows up as an error cell, not a stuck bench
 
@@ -143,29 +144,46 @@ def _render(t: NbTasks, s: Sizes, repeat: int) -> Cell:
 LATENCY_BLOCK = 25
 
 
+def notebook_task(t: NbTasks) -> Any:
+    """``add`` as a notebook defines it: a function of ``__main__``, which workers in other
+    processes get by value (cloudpickle) with every task, as notebook code is sent."""
+    space: dict[str, Any] = {"__name__": "__main__"}
+    exec("def add(x, y):\n    return x + y\n", space)
+    return t.app.task(space["add"], name="bench.add_notebook")
+
+
 def _latency(t: NbTasks, s: Sizes, client: Any) -> Cell:
-    """p50/p90 of ``add.delay(i, 1).get()``; the note gives raw dask's on the same client."""
+    """p50/p90 of ``add.delay(i, 1).get()``; the note gives raw dask's on the same client.
+    Blocks of a task defined in a notebook alternate with them (the ``"nb"`` cell)."""
     from . import tasks
+    nb_add = notebook_task(t)
     for i in range(30):  # warm-up
         t.add.delay(i, 1).get(timeout=GET_TIMEOUT)
+        nb_add.delay(i, 1).get(timeout=GET_TIMEOUT)
         client.submit(tasks.add, i, 1, pure=False).result()
     lat: list[float] = []
     raw: list[float] = []
+    nb: list[float] = []
     while len(lat) < s.latency_samples:
-        for i in range(LATENCY_BLOCK):
-            t0 = time.perf_counter()
-            v = t.add.delay(i, 1).get(timeout=GET_TIMEOUT)
-            lat.append((time.perf_counter() - t0) * 1e3)
-            if v != i + 1:
-                raise AssertionError(f"wrong result {v}")
+        for task, into in ((t.add, lat), (nb_add, nb)):
+            for i in range(LATENCY_BLOCK):
+                t0 = time.perf_counter()
+                v = task.delay(i, 1).get(timeout=GET_TIMEOUT)
+                into.append((time.perf_counter() - t0) * 1e3)
+                if v != i + 1:
+                    raise AssertionError(f"wrong result {v}")
         for i in range(LATENCY_BLOCK):
             t0 = time.perf_counter()
             client.submit(tasks.add, i, 1, pure=False).result(timeout=GET_TIMEOUT)
             raw.append((time.perf_counter() - t0) * 1e3)
     c = split_latency(lat)
     for x, p in ((c, 50), (c["p90"], 90)):
-        x["note"] += (f" (blocks of {LATENCY_BLOCK} alternating with raw dask); raw dask "
-                      f"submit().result() on the same client: {percentile(raw, p):.2f} ms")
+        x["note"] += (f" (blocks of {LATENCY_BLOCK} alternating with raw dask and with a "
+                      f"notebook's task); raw dask submit().result() on the same client: "
+                      f"{percentile(raw, p):.2f} ms")
+    c["nb"] = cell(percentile(nb, 50), (), f"{len(nb)} samples after warm-up, in blocks of "
+                   f"{LATENCY_BLOCK} alternating with the plain task's; the function is "
+                   f"__main__'s, sent by value")
     return c
 
 
@@ -270,6 +288,7 @@ def workloads(t: NbTasks, s: Sizes, repeat: int, client: Any) -> dict[str, Cell]
         s.chord * (s.chord - 1)), repeat))
     r["latency_p50"] = guarded("latency", lambda: _latency(t, s, client))
     r["latency_p90"] = r["latency_p50"].pop("p90", r["latency_p50"])
+    r["latency_nb_p50"] = r["latency_p50"].pop("nb", r["latency_p50"])
     r["group1_get"] = guarded("group of 1", lambda: _small_group(t, s, 1))
     r["group10_get"] = guarded("group of 10", lambda: _small_group(t, s, 10))
     r["par_eff"] = guarded("parallel efficiency", lambda: _par_eff(t, s, repeat))
