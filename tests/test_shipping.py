@@ -52,8 +52,8 @@ def test_a_decorated_task_function_is_pickled_by_value_in_one_pass(monkeypatch):
     step = Step("id", "ts.scaled", raw, False, (3,), {}, False, {})
     assert isinstance(shipping.travelling(raw), shipping.ByValue)
     passes = []
-    real = dask_pickle.cloudpickle.dumps
-    monkeypatch.setattr(dask_pickle.cloudpickle, "dumps",
+    real = cloudpickle.dumps  # a spy: every call still pickles (dask's module is this one)
+    monkeypatch.setattr(cloudpickle, "dumps",
                         lambda *a, **k: passes.append(a[0]) or real(*a, **k))
     data = dask_pickle.dumps(step)
     assert passes == [raw]  # cloudpickle saw the function only, never the whole step again
@@ -78,15 +78,14 @@ def test_a_notebook_function_does_not_make_dask_pickle_the_graph_again(monkeypat
     ``__main__``, which makes dask's serializer pickle the whole graph again with cloudpickle,
     unless they travel out of band, in their own frame, as they do here."""
     from distributed.protocol import deserialize, serialize
-    from distributed.protocol import pickle as dask_pickle
     from distributed.protocol.serialize import ToPickle
     space: dict = {"__name__": "__main__"}
     exec("def tripled(x):\n    return 3 * x\n", space)
     fn = space["tripled"]
     step = Step("id", "tripled", fn, False, (3,), {}, False, {})
     passes = []
-    real = dask_pickle.cloudpickle.dumps
-    monkeypatch.setattr(dask_pickle.cloudpickle, "dumps",
+    real = cloudpickle.dumps  # a spy: every call still pickles (dask's module is this one)
+    monkeypatch.setattr(cloudpickle, "dumps",
                         lambda *a, **k: passes.append(a[0]) or real(*a, **k))
     header, frames = serialize(ToPickle(step), on_error="raise")
     assert passes == [fn] and len(frames) == 2  # the function's own frame
