@@ -343,7 +343,9 @@ class NbcanvasWorker(WorkerPlugin):
         """Called on the worker's event loop for every task transition, before the messages it
         makes are sent: a unit's held events go first, in the same message batch as its result
         (one write to the scheduler and one wake-up there, instead of two)."""
-        release_events(self._worker)
+        worker = getattr(self, "_worker", None)  # None: its setup failed, logged by dask
+        if worker is not None:
+            release_events(worker)
 
     @staticmethod
     def _revoke(comm: Any = None, wf: str | None = None, terminate: bool = False) -> str:

@@ -41,7 +41,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["in_this_process", "travelling", "AsItself", "ByValue", "Shipped", "workers_here", "runs_here"]
+__all__ = ["in_this_process", "travelling", "AsItself", "ByValue", "Shipped", "workers_here",
+           "runs_here"]
 
 #: set (in this thread's context) while a graph whose reader is this process is pickled
 _HERE: ContextVar[bool] = ContextVar("nbcanvas_graph_read_here", default=False)
