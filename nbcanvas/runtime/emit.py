@@ -67,8 +67,8 @@ class WorkerSink(Sink):
         self._lock = threading.Lock()
         self._interval = interval
         self._thread: threading.Thread | None = None
-        #: units that returned and whose last events wait for the worker's event loop
-        self._held = 0
+        #: a unit returned and its last events wait for the worker's event loop
+        self._held = False
         self._held_since = 0.0
 
     def emit(self, wf: str, event: list[Any]) -> None:
@@ -97,12 +97,12 @@ class WorkerSink(Sink):
         with self._lock:
             if not self._held:
                 self._held_since = time.monotonic()
-            self._held += 1
+            self._held = True
 
     @property
     def held(self) -> bool:
         """Whether a unit returned and its events wait for :meth:`release`."""
-        return self._held > 0
+        return self._held
 
     def release(self) -> None:
         """Send what is buffered, from the worker's event loop (before the result it is
@@ -125,7 +125,7 @@ class WorkerSink(Sink):
         # overtakes an earlier batch that the background thread has taken.
         with self._lock:
             if release:  # with the lock held: the thread cannot slip a batch in between
-                self._held = 0
+                self._held = False
             buf, self._buf = self._buf, []
             if not buf:
                 return
