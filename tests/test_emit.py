@@ -154,9 +154,9 @@ def test_a_held_sink_waits_for_release_and_release_sends_at_once():
     on the worker's loop behind the unit's result; ``release`` (on that loop) sends it all."""
     got: list[dict[str, Any]] = []
     sink = WorkerSink(got.append, interval=0.001, hold_limit=3600)
-    sink.emit("wf", ["S", "a", 1.0, 0, "h"])
-    sink.hold()
+    sink.hold()  # first: an event emitted before it may go out at once, as it should
     assert sink.held
+    sink.emit("wf", ["S", "a", 1.0, 0, "h"])
     sink.emit("wf", ["S", "b", 2.0, 0, "h"])  # another unit's event meanwhile
     loops = threading.Event()  # twenty rounds of another sink's thread, same interval
     beat = WorkerSink(lambda m: loops.set(), interval=0.001)

@@ -112,20 +112,21 @@ class WorkerSink(Sink):
     def _loop(self) -> None:
         while True:
             time.sleep(self._interval)  # a pacing interval, not a wait for a condition
-            if self._held and time.monotonic() - self._held_since < self.hold_limit:
-                continue  # a batch sent now could arrive after the held unit's result
             if self._buf:
                 try:
-                    self.flush()
+                    self.flush(background=True)
                 except Exception:  # the worker may be closing; events are best effort here
                     pass
 
-    def flush(self, release: bool = False) -> None:
+    def flush(self, release: bool = False, background: bool = False) -> None:
         # Delivering under the lock keeps events in order: a unit's final flush never
         # overtakes an earlier batch that the background thread has taken.
         with self._lock:
             if release:  # with the lock held: the thread cannot slip a batch in between
                 self._held = False
+            elif background and self._held and \
+                    time.monotonic() - self._held_since < self.hold_limit:
+                return  # checked under the lock: a unit may have returned a moment ago
             buf, self._buf = self._buf, []
             if not buf:
                 return
