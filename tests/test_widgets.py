@@ -207,6 +207,31 @@ def test_live_view_shows_failure_running_meta_and_escapes_user_text():
     assert view.wait(30) and fills(view.diagram.value)[c] == STATE_COLOURS["REVOKED"]
 
 
+def test_a_view_shares_its_layout_and_text_style_and_sums_up_steps_past_the_limit():
+    """Each ipywidget otherwise makes its own Layout and style widget (0.36 ms per HTML widget
+    against 0.08 ms shared): a view of 25 steps made 24 + 8 per row widgets, now 12 + 4."""
+    from ipywidgets.widgets.widget import _instances  # every widget alive, by model id
+
+    from nbcanvas.widgets.model import MAX_STEPS
+    steps = MAX_STEPS + 5
+    f = Fed(chain(*[fetch.si(i) for i in range(steps)]))
+    before = len(_instances)
+    view = LiveView(f.source)
+    assert view._pacer.wait_idle(30)
+    made = len(_instances) - before
+    assert len(view._rows) == MAX_STEPS
+    assert made == 12 + 4 * MAX_STEPS + 1  # + the "more steps" line
+    parts = [view.header, view.diagram, view.overall, view.overall_text, view.notes, view.steps,
+             *[x for row in view._rows for x in row]]
+    assert {id(p.layout) for p in parts} == {id(view.header.layout)}
+    assert view.box.layout is not view.header.layout  # the outer box styles the view alone
+    assert view.header.style is view.notes.style is view._rows[0][1].style
+    assert view.overall.style is not view._rows[0][0].style  # each bar's colour is its own
+    assert view.steps.children[-1] is view._more
+    assert view._more.value == "… and 5 more steps"
+    assert view._more in view.widgets()
+
+
 def test_redraws_are_paced_and_the_last_state_is_always_drawn():
     f = Fed(group(fetch.s(i) for i in range(400)))
     view = LiveView(f.source, interval=0.05)

@@ -26,6 +26,7 @@ import weakref
 from typing import Any, Final
 
 import ipywidgets as w
+from ipywidgets.widgets.widget_string import HTMLStyle
 
 from . import cells
 from .model import MAX_STEPS, Bar, Source, ViewModel, source_of, view_model
@@ -72,19 +73,23 @@ class LiveView(Shown):
     def __init__(self, source: Source, interval: float = 0.1) -> None:
         self.source = source
         self.text = f"<nbcanvas live view: {source.name}>"
-        self.header = _classed(w.HTML(self._header_html()), "nbcanvas-header")
-        self.diagram = _classed(w.HTML("<i>drawing…</i>"), "nbcanvas-diagram")
-        self.overall = _classed(w.IntProgress(value=0, min=0, max=1, description="total"),
-                                "nbcanvas-progress")
-        self.overall_text = _classed(w.HTML(), "nbcanvas-progress-text")
-        self.steps = _classed(w.VBox(), "nbcanvas-steps")
-        self.notes = _classed(w.HTML(), "nbcanvas-meta")
+        # The parts share one Layout and one HTML style: made per widget, those two are two
+        # thirds of the cost of making a view (0.36 ms per HTML widget against 0.08 ms). Give
+        # the outer ``box`` its own layout to style the view.
+        self._layout = w.Layout()
+        self._text_style = HTMLStyle()
+        self.header = self._html("nbcanvas-header", self._header_html())
+        self.diagram = self._html("nbcanvas-diagram", "<i>drawing…</i>")
+        self.overall = self._bar("nbcanvas-progress", description="total")
+        self.overall_text = self._html("nbcanvas-progress-text")
+        self.steps = _classed(w.VBox(layout=self._layout), "nbcanvas-steps")
+        self.notes = self._html("nbcanvas-meta")
         self.box = _classed(w.VBox([self.header, self.diagram,
-                                    _classed(w.HBox([self.overall, self.overall_text]),
-                                             "nbcanvas-overall"),
+                                    _classed(w.HBox([self.overall, self.overall_text],
+                                                    layout=self._layout), "nbcanvas-overall"),
                                     self.steps, self.notes]), "nbcanvas-live")
         self._rows: list[tuple[Any, Any, Any]] = []
-        self._more = _classed(w.HTML(), "nbcanvas-step-more")
+        self._more: Any = None  # "… and N more steps", made when needed
         self._structure: Any = None
         self._dot: str | None = None
         # A large workflow's diagram is drawn first after a short delay: rendering it (the
@@ -130,13 +135,21 @@ class LiveView(Shown):
     def widgets(self) -> list[Any]:
         """Every widget of the view."""
         rows = [x for row in self._rows for x in row]
+        more = [] if self._more is None else [self._more]
         return [self.box, *self.box.children, *self.box.children[2].children, self.steps,
-                self._more, *rows]
+                *more, *rows]
 
     def send_all(self) -> None:
         """Send the whole state of every widget again (see ``nbcanvas.widgets.cells``)."""
         for widget in self.widgets():
             widget.send_state()
+
+    def _html(self, css: str, value: str = "") -> Any:
+        return _classed(w.HTML(value, layout=self._layout, style=self._text_style), css)
+
+    def _bar(self, css: str, **kw: Any) -> Any:
+        """A progress bar (its own style: its colour changes with its step's states)."""
+        return _classed(w.IntProgress(value=0, min=0, max=1, layout=self._layout, **kw), css)
 
     # -- drawing -------------------------------------------------------------------------------
     def _redraw(self) -> bool:
@@ -213,14 +226,16 @@ class LiveView(Shown):
         self.overall_text.value = html.escape(vm.overall.text)
         shown = vm.steps[:MAX_STEPS]
         while len(self._rows) < len(shown):
-            bar = _classed(w.IntProgress(value=0, min=0, max=1), "nbcanvas-step-bar")
-            text = _classed(w.HTML(), "nbcanvas-step-text")
-            self._rows.append((bar, text, _classed(w.HBox([bar, text]), "nbcanvas-step")))
+            bar, text = self._bar("nbcanvas-step-bar"), self._html("nbcanvas-step-text")
+            row = _classed(w.HBox([bar, text], layout=self._layout), "nbcanvas-step")
+            self._rows.append((bar, text, row))
         children = tuple(row[2] for row in self._rows[:len(shown)])
         for (bar, text, _), step in zip(self._rows, shown):
             _set_bar(bar, step, vm.finished)
             text.value = f"<b>{html.escape(step.label)}</b> {html.escape(step.text)}"
         if vm.more_steps:
+            if self._more is None:
+                self._more = self._html("nbcanvas-step-more")
             self._more.value = html.escape(f"… and {vm.more_steps:,} more steps")
             children += (self._more,)
         if children != tuple(self.steps.children):

@@ -21,6 +21,8 @@ workflow re-attached from another process shows the same.
 """
 from __future__ import annotations
 
+import asyncio
+
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -338,10 +340,23 @@ def source_of(obj: Any) -> Source:
         return found[0]
 
     def watch_done(fn: Callable[[], None]) -> None:
+        # One waiter on the client's loop for all the result futures, not a callback each:
+        # distributed runs each future's callbacks on its callback thread, a thread hand-off
+        # per unit (40 for a 10k group) that took the GIL from the running workflow.
         futs = futures()
-        if len(futs) <= 1000:  # more: rely on the events alone
-            for f in futs:
-                f.add_done_callback(lambda _f: fn())
+        if not futs or len(futs) > 1000:  # more: rely on the events alone
+            return
+        from distributed.client import _wait
+
+        async def all_in() -> None:
+            try:
+                await _wait(futs)
+            except asyncio.CancelledError:  # the loop is closing
+                return
+            except Exception:  # noqa: BLE001 - some were cancelled: lost, and in all the same
+                pass
+            fn()
+        futs[0].client.loop.add_callback(all_in)
 
     def results_done() -> bool:
         return handle.forgotten or all(f.done() for f in futures())
