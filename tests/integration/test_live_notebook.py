@@ -5,7 +5,8 @@
   on the session's LocalCluster and on the kernel's own embedded cluster with the threads pool;
 - a kernel interrupt during ``.get()`` leaves the workflow running and the view live;
 - a second kernel re-attaches by id and shows the running workflow's live diagram and bars,
-  and lists it with ``nc.workflows()``.
+  and lists it with ``nc.workflows()``;
+- a view's source tells it once, after the last result future, that the results are in.
 
 Widget state is read the way a saved notebook keeps it: from the kernel's comm messages.
 """
@@ -262,3 +263,35 @@ def test_a_fresh_kernel_reattaches_to_a_running_workflow_in_its_live_view(kernel
     assert b.pump(lambda: set(views.summary(root)["fills"].values()) == {SUCCESS}, 30)
     assert b.run("print(r.get(timeout=60))").strip() == "5"
     a.run("r.forget()")
+
+
+# -- a view's source on a real LocalCluster -----------------------------------------------------
+def test_a_views_source_says_once_that_all_results_are_in(dask_client, tmp_path, monkeypatch):
+    """``watch_done(fn)``: one waiter on the client's loop for every result future; ``fn``
+    runs once, after the last one (it ran once per future, on distributed's callback thread)."""
+    import threading
+
+    from nbcanvas.widgets.model import source_of
+
+    from . import controltasks as t
+    monkeypatch.setattr(t.app, "batching", False)  # one unit, one result future, per member
+    gates = [tmp_path / f"gate{i}" for i in range(3)]
+    r = nc.group(t.long_step.s(i, steps=1, gate=str(g)) for i, g in enumerate(gates)).delay()
+    futures = list(r.handle.backend.futures.values())
+    assert len(futures) == 3
+    src = source_of(r)
+    calls: list[bool] = []
+    done = threading.Event()
+    src.watch_done(lambda: (calls.append(src.results_done()), done.set()))
+    first = threading.Event()
+    (tmp_path / "gate0.0").touch()  # one member finishes
+    futures[0].add_done_callback(lambda _f: first.set())  # runs after any callback before it
+    assert first.wait(30) and futures[0].done()
+    assert calls == [] and not src.results_done()
+    for g in gates[1:]:
+        Path(f"{g}.0").touch()
+    assert done.wait(30)
+    assert r.get(timeout=30) == [0, 1, 2]
+    last = threading.Event()
+    futures[-1].add_done_callback(lambda _f: last.set())
+    assert last.wait(30) and calls == [True]
