@@ -48,6 +48,7 @@ class Connection:
                 f"{type(e).__name__}: {e}. nbcanvas must be installed on the scheduler and the "
                 f"workers (like any library your tasks import)") from e
         client.subscribe_topic(TOPIC, dispatch)
+        _hold_messages(client)
         if embedded:
             self._tune()
 
@@ -92,6 +93,61 @@ class Connection:
     def send(self, msg: dict[str, Any]) -> None:
         """Send on the client's ordered stream (the record goes just before its graph)."""
         self.client._send_to_scheduler(msg)
+
+    @property
+    def holds(self) -> bool:
+        """Whether :meth:`together` can hold messages on this client."""
+        return getattr(self.client._send_to_scheduler, "nbcanvas_holds", False)
+
+    @contextmanager
+    def together(self) -> Iterator[None]:
+        """The messages this thread sends to the scheduler in the block (``send``, and dask's
+        ``update-graph``) go to the client's event loop in one callback, in order, when the
+        block ends; none if it raises (nothing of it reached the scheduler). dask hands each
+        message to its loop on its own, and each wakes the loop: a workflow's record and its
+        graph were two wake-ups of the thread that runs the scheduler (0.05-0.3 ms of a single
+        task's round trip, more in its tail). Without :attr:`holds`, messages go one by one."""
+        if not self.holds or getattr(_held, "msgs", None) is not None:
+            yield
+            return
+        client, msgs = self.client, []
+        _held.client, _held.msgs = client, msgs
+        try:
+            yield
+        finally:
+            _held.client = _held.msgs = None
+        if msgs:
+            if client.status not in ("running", "closing", "connecting", "newly-created"):
+                from distributed.client import ClosedClientError
+                raise ClosedClientError(f"Client is {client.status}: nothing was sent")
+            client.loop.add_callback(_send_all, client, msgs)
+
+
+_held = threading.local()  # .client, .msgs: the messages ``Connection.together`` holds
+
+
+def _hold_messages(client: Client) -> None:
+    """Let ``Connection.together`` hold this client's messages (once per client): its
+    ``_send_to_scheduler`` keeps those of a thread inside ``together`` and passes the rest
+    on as before. Nothing changes on a distributed without the method it hands them to."""
+    real = client._send_to_scheduler
+    if getattr(real, "nbcanvas_holds", False) or not hasattr(client, "_send_to_scheduler_safe"):
+        return
+
+    def send(msg: dict[str, Any]) -> None:
+        msgs = getattr(_held, "msgs", None)
+        if msgs is not None and _held.client is client:
+            msgs.append(msg)
+        else:
+            real(msg)
+    send.nbcanvas_holds = True  # type: ignore[attr-defined]
+    client._send_to_scheduler = send  # type: ignore[method-assign]
+
+
+def _send_all(client: Client, msgs: list[dict[str, Any]]) -> None:
+    """On the client's loop: what ``_send_to_scheduler`` would have done with each."""
+    for msg in msgs:
+        client._send_to_scheduler_safe(msg)
 
 
 def _for_client(client: Client, embedded: bool = False) -> Connection:

@@ -254,12 +254,17 @@ def _submit(sig: Signature) -> Any:
     # as one pickled object: over TCP that is one pickle, and to the embedded scheduler (in
     # memory) the record itself, not the copy of every dict and list that distributed makes of
     # a plain message (about 4.6 MB per 10,000-task workflow)
-    conn.send({"op": "nbcanvas-register", "record": ToPickle(record)})
+    keys = list(cg.units)
+    held = conn.holds  # the record and the graph reach the client's loop together, or not at all
     try:
-        keys = list(cg.units)
-        futures = dict(zip(keys, send_graph(conn.client, graph, keys)))
+        with conn.together():
+            conn.send({"op": "nbcanvas-register", "record": ToPickle(record)})
+            futures = dict(zip(keys, send_graph(conn.client, graph, keys)))
     except Exception as e:
-        _unregister(conn, wf)
+        if held:
+            drop_store(wf)
+        else:
+            _unregister(conn, wf)
         raise _name_unpicklable(cg, e) from e
     handle = WorkflowHandle(wf, rows, cg.result, store,
                             ClusterBackend(conn, futures, wf, rows, store), canvas=sig, app=app,

@@ -114,3 +114,78 @@ def test_rpc_calls_the_scheduler_plugin(dask_client):
 def test_address_is_what_other_processes_reach(dask_client):
     assert conn_of(dask_client).address == dask_client.scheduler.address
     assert scheduler_address(dask_client).startswith("tcp://")
+
+
+# -- a workflow's messages reach the client's loop together ------------------------------------
+
+@pytest.mark.parametrize("fixture", ["dask_client", "threads_client"])
+def test_a_workflows_record_and_graph_reach_the_scheduler_in_one_write(fixture, request):
+    """One hand-off to the client's loop per workflow: its record and its graph leave in the
+    same write (with no batching delay on the stream, as on the embedded cluster, they left in
+    two when each woke the loop on its own)."""
+    client = request.getfixturevalue(fixture)
+    app = nc.App(f"tests.test_cluster_unit.{fixture}.together", client=client,
+                 set_as_current=False)
+    one = app.task(lambda x: x + 1, name="tcu.together.inc")
+    assert one.delay(0).get(timeout=60) == 1 and connection(app).holds
+    stream = client.scheduler_comm
+    comm, interval, writes = stream.comm, stream.interval, []
+    write = comm.write
+
+    async def write_and_note(msgs, *args, **kwargs):
+        writes.append([m.get("op") for m in msgs])
+        return await write(msgs, *args, **kwargs)
+    stream.interval, comm.write = 0.0, write_and_note
+    try:
+        results = []
+        for i in range(20):
+            results.append(one.delay(i))
+            assert results[-1].get(timeout=60) == i + 1
+    finally:
+        stream.interval = interval
+        del comm.write
+    ops = [op for w in writes for op in w]
+    assert ops.count("nbcanvas-register") == ops.count("update-graph") == 20
+    for w in writes:
+        for i, op in enumerate(w):
+            if op == "nbcanvas-register":
+                assert w[i + 1:i + 2] == ["update-graph"], writes
+    for r in results:
+        r.forget()
+
+
+def test_together_sends_nothing_if_the_block_raises_and_passes_other_threads_on(dask_client):
+    """Held messages are dropped when the block raises (nothing of it reached the scheduler);
+    another thread's messages are not held. Records stand for messages: the scheduler keeps
+    what arrives, and the stream is ordered, so once a later record arrived, an earlier one
+    sent on it has too."""
+    import threading
+
+    from distributed.protocol import ToPickle
+
+    from .waiting import wait_until
+    conn = conn_of(dask_client)
+    assert conn.holds
+    never, other, later = (f"tcu-together-{n}-{uuid.uuid4()}" for n in ("never", "other", "later"))
+
+    def register(wf: str) -> None:
+        conn.send({"op": "nbcanvas-register",
+                   "record": ToPickle({"id": wf, "nodes": {}, "keys": []})})
+
+    def known(wf: str) -> bool:
+        return conn.rpc("nbcanvas_lookup", id=wf) is not None
+    sender = threading.Thread(target=register, args=(other,))
+    try:
+        with pytest.raises(RuntimeError, match="in the block"):
+            with conn.together():
+                register(never)
+                sender.start()
+                sender.join()
+                wait_until(lambda: known(other), 30, "another thread's message was held")
+                raise RuntimeError("in the block")
+        register(later)
+        wait_until(lambda: known(later), 30, "a message after the block never arrived")
+        assert not known(never)
+    finally:
+        for wf in (never, other, later):
+            conn.rpc("nbcanvas_forget", wf=wf)
