@@ -66,7 +66,11 @@ def start() -> Client:
         # or spill the workers).
         shape: dict[str, Any] = ({"processes": False, "protocol": "inproc://", "memory_limit": 0}
                                  if threads else {"processes": True})
+        # No task is root-ish (dask would give a task name's root tasks to one worker in
+        # blocks sized by every task of that name it holds): batches need no per-workflow
+        # names to spread over the workers (see nbcanvas.compile.lower.Lowering).
         with dask.config.set({"distributed.scheduler.worker-saturation": "inf",
+                              "distributed.scheduler.rootish-taskgroup": 0,
                               **_fast_event_loop()}):
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, dashboard_address=":0",
                                    silence_logs=logging.ERROR, **shape)

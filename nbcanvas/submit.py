@@ -221,26 +221,30 @@ def _submit(sig: Signature) -> Any:
     guess = getattr(app, "_nthreads", None) or CPU_COUNT
     fusion, batching = getattr(app, "fusion", True), getattr(app, "batching", True)
     tiny = tiny_tasks() if batching else {}
+    tags = getattr(app, "_batch_tags", True)  # as for the cluster it last sent to
     cg = compile_canvas(sig, wf, parallelism=guess, fusion=fusion, batching=batching, salt=salt,
-                        tiny=tiny)
+                        tiny=tiny, batch_tags=tags)
     used = guess
     conn = connection(app)
     if conn.client.status != "running":  # e.g. "connecting": the scheduler went away
         raise WorkflowLost(f"not connected to the scheduler at {conn.address} "
                            f"(client {conn.client.status}): nothing was sent")
-    real = conn.nthreads
+    real, want = conn.nthreads, not conn.embedded  # the embedded cluster needs no batch tags
+    again = want != tags
+    app._batch_tags = tags = want
     if batching and real != guess:
         app._nthreads = real
         if not guess / 2 <= real <= guess * 2:  # batch sizes follow the cluster's size
-            cg = compile_canvas(sig, wf, parallelism=real, fusion=fusion, batching=batching,
-                                salt=salt, tiny=tiny)
-            used = real
+            again, used = True, real
+    if again:
+        cg = compile_canvas(sig, wf, parallelism=used, fusion=fusion, batching=batching,
+                            salt=salt, tiny=tiny, batch_tags=tags)
     _check_routing(conn, cg)
     rows = node_rows(cg)
     store = register_store(StateStore(wf, rows))  # it reads (kind, name, step, parent)
     graph = to_dask_graph(cg)
     compile_args = {"parallelism": used, "fusion": fusion, "batching": batching, "salt": salt,
-                    "tiny": tiny}
+                    "tiny": tiny, "batch_tags": tags}
     # The structure (for re-attaching from elsewhere) goes as one pickled bytes object: as
     # nested dicts it would keep two containers per node alive for the collector to walk.
     record = {"id": wf, "name": title(sig),

@@ -343,6 +343,22 @@ def test_keys_read_task_name_and_id():
     assert cg.nodes[sig.id].key == f"tsum-{sig.id}"
 
 
+def test_batch_units_are_named_per_workflow_only_with_batch_tags():
+    """Tagged (``add_batch.<8 chars of the workflow id>``) for schedulers that hand a name's
+    root tasks out in blocks; untagged, every workflow's batches share one name, so one task
+    group and prefix on the scheduler and the workers however many workflows are kept."""
+    from distributed.utils import key_split, key_split_group
+    sig = nc.group(add.s(i, 1) for i in range(1000)).freeze()
+    tagged = compile_canvas(sig, sig.id, parallelism=2)
+    plain = compile_canvas(sig, sig.id, parallelism=2, batch_tags=False)
+    tag = sig.id.replace("-", "")[:8]
+    assert len(tagged.units) == len(plain.units) > 1
+    assert {key_split_group(k) for k in tagged.units} == {f"add_batch.{tag}"}
+    assert {key_split_group(k) for k in plain.units} == {key_split(k) for k in plain.units} \
+        == {"add_batch"}
+    assert [k.replace(f".{tag}", "", 1) for k in tagged.units] == list(plain.units)
+
+
 def test_salt_is_appended_to_every_key_and_dependency():
     sig = nc.chain(nc.group(add.s(1, 1), inc.s(2)), tsum.s(), inc.s()).freeze()
     plain = compile_canvas(sig, sig.id)

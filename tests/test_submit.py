@@ -263,3 +263,54 @@ def test_resources_run_only_where_they_exist():
                 assert sig.delay().get(timeout=60) == [gpu] * 8
         finally:
             gpu_app._target = gpu_app._runtime = None
+
+
+# -- batch names on the embedded cluster and elsewhere ------------------------------------------
+
+
+def _batch_groups(client, name: str) -> set[str]:
+    return set(client.run_on_scheduler(
+        lambda dask_scheduler, name=name: [g for g in dask_scheduler.task_groups if name in g]))
+
+
+def test_kept_batched_workflows_share_one_task_group_on_the_embedded_cluster(threads_client):
+    """The embedded cluster treats no task as root-ish, so batches need no per-workflow names:
+    kept workflows add no task group or prefix for the scheduler and the workers to walk on
+    every graph and transition, and a new group's batches still spread over both workers."""
+    mine = nc.App("tests.test_submit.embedded-batches", set_as_current=False)
+    mine.connect(threads_client)
+
+    def nap(x):
+        time.sleep(0.002)
+        return x
+    task = mine.task(nap, name="tsub.nap")
+    kept = [nc.group(task.s(i) for i in range(800)).delay() for _ in range(5)]
+    try:
+        for r in kept:
+            assert r.get(timeout=60) == list(range(800))
+            assert _batch_groups(threads_client, "nap_batch") == {"nap_batch"}  # (short name)
+        last = kept[-1].handle.backend.futures
+        assert len(last) == 8
+        who = threads_client.who_has(list(last.values()))
+        per_worker = sorted(sum(1 for ws in who.values() if w in ws)
+                            for w in threads_client.scheduler_info()["workers"])
+        assert len(per_worker) == 2 and min(per_worker) >= 3, per_worker
+    finally:
+        for r in kept:
+            r.forget()
+
+
+def test_batches_are_named_per_workflow_on_a_users_cluster(dask_client):
+    """A user's scheduler hands root-ish tasks out in blocks by name: its batches keep
+    per-workflow names, or one worker would get most of a group's batches."""
+    mine = nc.App("tests.test_submit.user-batches", client=dask_client, set_as_current=False)
+    task = mine.task(lambda x: x + 1, name="tsub.tagged_inc")  # sent by value
+    rs = [nc.group(task.s(i) for i in range(100)).delay() for _ in range(2)]
+    try:
+        assert [r.get(timeout=60) for r in rs] == [[i + 1 for i in range(100)]] * 2
+        groups = _batch_groups(dask_client, "_batch")
+        ours = {g for g in groups if g.startswith("tagged_inc_batch")}
+        assert len(ours) == 2 and all(g.startswith("tagged_inc_batch.") for g in ours), groups
+    finally:
+        for r in rs:
+            r.forget()

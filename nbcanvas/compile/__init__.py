@@ -52,14 +52,18 @@ class CompiledGraph:
 
 def compile_canvas(sig: Signature, workflow_id: str, *, parallelism: int = 2, fusion: bool = True,
                    batching: bool = True, salt: str = "",
-                   tiny: Mapping[str, float] | None = None) -> CompiledGraph:
+                   tiny: Mapping[str, float] | None = None,
+                   batch_tags: bool = True) -> CompiledGraph:
     """Lower a frozen canvas. Raises ``TypeError`` for a call whose arguments can't be completed.
 
     ``salt`` is appended to every dask key (a canvas sent again with the same ids);
-    ``tiny`` names tasks known to be very short (their small groups are packed tighter).
+    ``tiny`` names tasks known to be very short (their small groups are packed tighter);
+    ``batch_tags`` names batch units per workflow (``add_batch.1a2b3c4d``), for schedulers
+    that assign a name's root tasks in blocks (see ``Lowering``); without, ``add_batch``.
     """
+    tag = str(workflow_id or "").replace("-", "")[:8] if batch_tags else ""
     low = Lowering(parallelism=parallelism, fusion=fusion, batching=batching, salt=salt,
-                   tag=str(workflow_id or "").replace("-", "")[:8], tiny=tiny)
+                   tag=tag, tiny=tiny)
     with no_gc():
         out = low.lower(sig, None, 0, {})
     return CompiledGraph(workflow_id, sig, low.units, low.nodes, out)
