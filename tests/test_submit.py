@@ -277,17 +277,14 @@ def test_kept_batched_workflows_share_one_task_group_on_the_embedded_cluster(thr
     """The embedded cluster treats no task as root-ish, so batches need no per-workflow names:
     kept workflows add no task group or prefix for the scheduler and the workers to walk on
     every graph and transition, and a new group's batches still spread over both workers."""
+    from tests.integration.controltasks import slow
     mine = nc.App("tests.test_submit.embedded-batches", set_as_current=False)
     mine.connect(threads_client)
-
-    def nap(x):
-        time.sleep(0.002)
-        return x
-    task = mine.task(nap, name="tsub.nap")
-    kept = [nc.group(task.s(i) for i in range(800)).delay() for _ in range(5)]
+    task = mine.task(slow.run, name="tsub.nap")  # x + 1 after 2 ms: the batches take time
+    kept = [nc.group(task.s(i, 0.002) for i in range(800)).delay() for _ in range(5)]
     try:
         for r in kept:
-            assert r.get(timeout=60) == list(range(800))
+            assert r.get(timeout=60) == list(range(1, 801))
             assert _batch_groups(threads_client, "nap_batch") == {"nap_batch"}  # (short name)
         last = kept[-1].handle.backend.futures
         assert len(last) == 8
