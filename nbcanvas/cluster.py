@@ -100,20 +100,21 @@ class Connection:
         return getattr(self.client._send_to_scheduler, "nbcanvas_holds", False)
 
     @contextmanager
-    def together(self) -> Iterator[None]:
+    def together(self) -> Iterator[bool]:
         """The messages this thread sends to the scheduler in the block (``send``, and dask's
         ``update-graph``) go to the client's event loop in one callback, in order, when the
         block ends; none if it raises (nothing of it reached the scheduler). dask hands each
         message to its loop on its own, and each wakes the loop: a workflow's record and its
         graph were two wake-ups of the thread that runs the scheduler (0.05-0.3 ms of a single
-        task's round trip, more in its tail). Without :attr:`holds`, messages go one by one."""
+        task's round trip, more in its tail). Yields whether it holds them: without
+        :attr:`holds` (or inside another ``together``), messages go as before."""
         if not self.holds or getattr(_held, "msgs", None) is not None:
-            yield
+            yield False
             return
         client, msgs = self.client, []
         _held.client, _held.msgs = client, msgs
         try:
-            yield
+            yield True
         finally:
             _held.client = _held.msgs = None
         if msgs:

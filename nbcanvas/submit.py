@@ -259,9 +259,9 @@ def _submit(sig: Signature) -> Any:
     # memory) the record itself, not the copy of every dict and list that distributed makes of
     # a plain message (about 4.6 MB per 10,000-task workflow)
     keys = list(cg.units)
-    held = conn.holds  # the record and the graph reach the client's loop together, or not at all
+    held = False  # the record and the graph reach the client's loop together, or not at all
     try:
-        with conn.together():
+        with conn.together() as held:
             conn.send({"op": "nbcanvas-register", "record": ToPickle(record)})
             futures = dict(zip(keys, send_graph(conn.client, graph, keys)))
     except Exception as e:

@@ -22,7 +22,6 @@ workflow re-attached from another process shows the same.
 from __future__ import annotations
 
 import asyncio
-
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
