@@ -24,6 +24,7 @@ from .errors import ImproperlyConfigured
 from .events import dispatch
 from .plugins import NbcanvasScheduler, NbcanvasWorker
 from .runtime.emit import TOPIC
+from .schedtune import send_now
 
 __all__ = ["Connection", "connection", "connect", "close_embedded", "in_task", "off_the_pool",
            "scheduler_address", "CONNECT_TIMEOUT"]
@@ -146,9 +147,11 @@ def _hold_messages(client: Client) -> None:
 
 
 def _send_all(client: Client, msgs: list[dict[str, Any]]) -> None:
-    """On the client's loop: what ``_send_to_scheduler`` would have done with each."""
+    """On the client's loop: what ``_send_to_scheduler`` would have done with each; and a
+    workflow leaves now, not when the client's batching interval ends (``send_now``)."""
     for msg in msgs:
         client._send_to_scheduler_safe(msg)
+    send_now(getattr(client, "scheduler_comm", None))
 
 
 def _for_client(client: Client, embedded: bool = False) -> Connection:

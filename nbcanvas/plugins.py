@@ -16,7 +16,7 @@ from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 
 from .runtime import release_events
 from .runtime.emit import TOPIC
-from .schedtune import inline_small_graphs, keep_few_events
+from .schedtune import inline_small_graphs, keep_few_events, send_now
 
 __all__ = ["NbcanvasScheduler", "NbcanvasWorker", "HOLDER", "summary"]
 
@@ -154,10 +154,33 @@ class NbcanvasScheduler(SchedulerPlugin):
                 del self._pending_keys[k]
             scheduler.client_desires_keys(mine, HOLDER)
 
+    def _send_now(self, key: Any, finish: str) -> None:
+        """A unit was sent to a worker (``processing``) or finished (``memory``): once this
+        transition's messages are in the scheduler's streams, that worker, or the client of
+        the unit's workflow (its events and its result), gets them at once, not at the end
+        of the stream's batching interval (``send_now``)."""
+        wf = self.unit_wf.get(key)
+        if wf is None:
+            return
+        sch, stream = self.scheduler, None
+        if finish == "processing":
+            ts = sch.tasks.get(key)
+            ws = getattr(ts, "processing_on", None)
+            stream = sch.stream_comms.get(ws.address) if ws is not None else None
+        else:
+            rec = self.records.get(wf)
+            stream = sch.client_comms.get(rec.get("client")) if rec is not None else None
+        if stream is not None and stream.interval:
+            asyncio.get_running_loop().call_soon(send_now, stream)
+
     def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
         """A unit the cluster could not finish (e.g. ``KilledWorker``): its steps that had not
         ended are reported -- FAILURE where the unit was running, NOT_RUN where it never started
-        -- so no state store (and no live view) shows them running for ever."""
+        -- so no state store (and no live view) shows them running for ever. (And see
+        :meth:`_send_now`.)"""
+        if finish == "processing" or finish == "memory":
+            self._send_now(key, finish)
+            return
         if finish != "erred":
             return
         wf = self.unit_wf.get(key)
@@ -344,8 +367,9 @@ class NbcanvasWorker(WorkerPlugin):
         makes are sent: a unit's held events go first, in the same message batch as its result
         (one write to the scheduler and one wake-up there, instead of two)."""
         worker = getattr(self, "_worker", None)  # None: its setup failed, logged by dask
-        if worker is not None:
-            release_events(worker)
+        if worker is not None and release_events(worker) and worker.batched_stream.interval:
+            # and they leave with it now, not at the end of the worker's 2 ms interval
+            asyncio.get_running_loop().call_soon(send_now, worker.batched_stream)
 
     @staticmethod
     def _revoke(comm: Any = None, wf: str | None = None, terminate: bool = False) -> str:

@@ -8,7 +8,7 @@ import nbcanvas as nc
 from nbcanvas.cluster import connection
 from nbcanvas.runtime.emit import TOPIC
 from nbcanvas.schedtune import (INLINE_UNITS, KEEP_EVENTS, _small_nbcanvas_graph,
-                                inline_small_graphs)
+                                inline_small_graphs, send_now)
 
 app = nc.App("tests.test_schedtune", set_as_current=False)
 
@@ -16,6 +16,11 @@ app = nc.App("tests.test_schedtune", set_as_current=False)
 @app.task(name="ts.add")
 def add(x, y):
     return x + y
+
+
+@app.task(name="ts.tsum")
+def tsum(xs):
+    return sum(xs)
 
 
 def _graph(n: int):
@@ -84,3 +89,104 @@ def test_the_scheduler_keeps_few_nbcanvas_event_messages(dask_client):
         lambda dask_scheduler: dask_scheduler._broker._topics[TOPIC].events.maxlen)
     assert kept == KEEP_EVENTS < 1000
 
+
+
+# -- a workflow does not wait for dask's batching intervals -------------------------------------
+HOUR = 3600.0
+
+
+def _batch_for(stream, interval) -> None:
+    """On the stream's loop: write at most once per ``interval``; or, given None, go back to
+    the interval kept when it was set, and write what waits now."""
+    if interval is not None:
+        stream.nbcanvas_test_interval = getattr(stream, "nbcanvas_test_interval", stream.interval)
+        stream.interval = interval
+        return
+    stream.interval = stream.__dict__.pop("nbcanvas_test_interval", stream.interval)
+    stream.next_deadline = None
+    stream.waker.set()
+
+
+def _scheduler_batches_for(interval, dask_scheduler=None) -> int:
+    streams = [*dask_scheduler.stream_comms.values(), *dask_scheduler.client_comms.values()]
+    for stream in streams:
+        _batch_for(stream, interval)
+    return len(streams)
+
+
+def _worker_batches_for(interval, dask_worker=None) -> None:
+    _batch_for(dask_worker.batched_stream, interval)
+
+
+def _armed(dask_scheduler=None) -> int:
+    """Streams of the scheduler that wrote in the last minutes and wait for their interval."""
+    import time
+    return sum(1 for s in [*dask_scheduler.stream_comms.values(),
+                           *dask_scheduler.client_comms.values()]
+               if s.next_deadline is not None and s.next_deadline > time.time() + 60)
+
+
+def test_a_workflow_does_not_wait_for_dask_batching_intervals_on_a_users_cluster(dask_client):
+    """dask's streams write at most once per interval (client 10 ms, scheduler 5 ms to a
+    worker and 2 ms to a client, worker 2 ms), and nbcanvas leaves a user's cluster's
+    intervals alone. Made an hour here, every stream would hold what comes after its first
+    write for an hour; a workflow's messages are written at once all the same: its graph by
+    the client, its units by the scheduler to their workers, their results and events by the
+    workers and by the scheduler to the client (``send_now``). Without any one of those, a
+    workflow here waits for an hour."""
+    import time
+
+    from distributed.utils import sync
+    client = dask_client
+    conn = connection(nc.App(f"tests.test_schedtune.{uuid.uuid4()}", client=client,
+                             set_as_current=False))
+
+    def client_stream(interval):
+        sync(client.loop, _on_loop, _batch_for, client.scheduler_comm, interval)
+
+    results = []
+    client_stream(HOUR)
+    try:
+        assert client.run_on_scheduler(_scheduler_batches_for, HOUR) >= 3
+        client.run(_worker_batches_for, HOUR)
+        for i in range(4):
+            results += [add.delay(i, 1), nc.group(add.s(i, j) for j in range(10)).delay(),
+                        nc.chord((add.s(i, j) for j in range(6)), tsum.s()).delay()]
+            assert [r.get(timeout=20) for r in results[-3:]] == [
+                i + 1, [i + j for j in range(10)], 6 * i + 15]
+            if i == 0:  # the client's stream and its stream from the scheduler have written
+                assert client.scheduler_comm.next_deadline > time.time() + 60
+                assert client.run_on_scheduler(_armed) >= 2
+    finally:
+        client.run(_worker_batches_for, None)
+        client.run_on_scheduler(_scheduler_batches_for, None)
+        client_stream(None)
+        for r in results:
+            r.forget()
+    assert conn.client is client
+
+
+async def _on_loop(fn, *args):
+    fn(*args)
+
+
+def test_send_now_writes_a_waiting_stream_at_once_and_leaves_the_others():
+    """A stream with no interval, or nothing in it, or no write in its interval: nothing to
+    do. One that waits for its interval to end: it writes now."""
+    import asyncio
+    import time
+
+    from distributed.batched import BatchedSend
+
+    async def main():
+        stream = BatchedSend(interval=HOUR)
+        assert not send_now(stream)  # nothing in it
+        stream.buffer.append({"op": "x"})
+        assert not send_now(stream)  # it has not written in the last hour: it will at once
+        stream.next_deadline = time.time() + HOUR
+        assert send_now(stream) and stream.next_deadline is None and stream.waker.is_set()
+        unbatched = BatchedSend(interval=0)
+        unbatched.buffer.append({"op": "x"})
+        unbatched.next_deadline = time.time() + 1
+        assert not send_now(unbatched)
+    asyncio.run(main())

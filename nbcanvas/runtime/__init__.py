@@ -49,12 +49,14 @@ def _worker_sink(worker: Any) -> WorkerSink:
     return sink
 
 
-def release_events(worker: Any) -> None:
+def release_events(worker: Any) -> bool:
     """On the worker's event loop, as it handles a unit's result: send the events held for it
-    (see ``WorkerSink.hold``)."""
+    (see ``WorkerSink.hold``). True if there were (an nbcanvas unit has just returned)."""
     sink = _sinks.get(worker)
     if sink is not None and sink.held:
         sink.release()
+        return True
+    return False
 
 
 def known_results(previous: Any) -> dict[str, Any]:
