@@ -86,15 +86,19 @@ def live_view_overhead(t: NbTasks, s: Sizes, repeat: int) -> Cell:
                   f"measures nbcanvas.widgets.live_view(result)")
     expect = [2 * i for i in range(s.liveview)]
     renders: list[int] = []
+    cpu: list[float] = []  # the view's own CPU while the group ran, as a share of the run
 
     def run(view: bool) -> float:
         gc.collect()  # no run pays for the garbage of the one before it
         t0 = time.perf_counter()
         r = t.nc.group(t.add.s(i, i) for i in range(s.liveview)).delay()
+        c0 = time.thread_time()
         lv = live_view(r) if view else None
+        made = time.thread_time() - c0
         out = r.get(timeout=GET_TIMEOUT)
         dt = time.perf_counter() - t0
         if lv is not None:
+            cpu.append((made + lv._pacer.cpu) / dt * 100.0)
             lv.wait(10)
             renders.append(lv.svg_renders)
             lv.close()
@@ -119,7 +123,9 @@ def live_view_overhead(t: NbTasks, s: Sizes, repeat: int) -> Cell:
                 f"median of {len(ratios)} pairs (with / without the view − 1); medians "
                 f"{statistics.median(viewed):.3f} s with, {statistics.median(plain):.3f} s "
                 f"without, best {min(viewed):.3f} / {min(plain):.3f} s; SVG renders per view: "
-                f"{statistics.median(renders):.0f}")
+                f"{statistics.median(renders):.0f}; the view's own CPU in the kernel while the "
+                f"group ran (making it, and its redraws): {statistics.median(cpu):.2f} % of "
+                f"the run (median)")
 
 
 def _render(t: NbTasks, s: Sizes, repeat: int) -> Cell:
