@@ -42,7 +42,8 @@ class Connection:
         self.embedded = embedded
         try:
             client.register_plugin(NbcanvasScheduler())
-            client.register_plugin(NbcanvasWorker(0.0 if embedded else None))
+            client.register_plugin(NbcanvasWorker(0.0 if embedded else None,
+                                                  batch_tags=not embedded))
         except Exception as e:  # e.g. nbcanvas not installed where the scheduler runs
             raise ImproperlyConfigured(
                 f"could not install nbcanvas on the cluster at {scheduler_address(client)}: "

@@ -14,7 +14,7 @@ from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 
-from .runtime import release_events
+from .runtime import release_events, run_unit
 from .runtime.emit import TOPIC
 from .schedtune import inline_small_graphs, keep_few_events, send_now
 
@@ -28,6 +28,7 @@ _READY = ("SUCCESS", "FAILURE", "REVOKED", "NOT_RUN")
 #: a task's row before its first event: (state, meta, started, finished, retries, info)
 _PENDING_ROW = ("PENDING", None, None, None, 0, None)
 _TASK_KINDS = ("signature", "xmap", "foreach", "branch", "callback")
+_RAN, _ENDED = ("executing", "long-running"), ("memory", "error")  # a worker's task states
 
 
 def summary(rec: dict[str, Any]) -> dict[str, Any]:
@@ -346,8 +347,11 @@ class NbcanvasWorker(WorkerPlugin):
     name = "nbcanvas"
     idempotent = True
 
-    def __init__(self, batch_interval: float | None = None) -> None:
+    def __init__(self, batch_interval: float | None = None, batch_tags: bool = True) -> None:
         self.batch_interval = batch_interval
+        #: canvases compiled on these workers (a dynamic fan-out) name their batches per
+        #: workflow, as the client does for this cluster (``compile_canvas(batch_tags=)``)
+        self.batch_tags = batch_tags
 
     async def setup(self, worker: Any) -> None:
         from .runtime.interp import revoke_local
@@ -367,9 +371,15 @@ class NbcanvasWorker(WorkerPlugin):
         makes are sent: a unit's held events go first, in the same message batch as its result
         (one write to the scheduler and one wake-up there, instead of two)."""
         worker = getattr(self, "_worker", None)  # None: its setup failed, logged by dask
-        if worker is not None and release_events(worker) and worker.batched_stream.interval:
-            # and they leave with it now, not at the end of the worker's 2 ms interval
-            asyncio.get_running_loop().call_soon(send_now, worker.batched_stream)
+        if worker is None:
+            return
+        release_events(worker)
+        # a unit's result (and its events before it) leave now, not at the end of the
+        # worker's 2 ms batching interval
+        if start in _RAN and finish in _ENDED and worker.batched_stream.interval:
+            ts = worker.state.tasks.get(key)
+            if getattr(getattr(ts, "run_spec", None), "func", None) is run_unit:
+                asyncio.get_running_loop().call_soon(send_now, worker.batched_stream)
 
     @staticmethod
     def _revoke(comm: Any = None, wf: str | None = None, terminate: bool = False) -> str:

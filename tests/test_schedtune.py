@@ -18,11 +18,6 @@ def add(x, y):
     return x + y
 
 
-@app.task(name="ts.tsum")
-def tsum(xs):
-    return sum(xs)
-
-
 def _graph(n: int):
     from dask.task_spec import Task
     keys = [f"tp-{uuid.uuid4().hex[:8]}-{i}" for i in range(n)]
@@ -138,8 +133,9 @@ def test_a_workflow_does_not_wait_for_dask_batching_intervals_on_a_users_cluster
 
     from distributed.utils import sync
     client = dask_client
-    conn = connection(nc.App(f"tests.test_schedtune.{uuid.uuid4()}", client=client,
-                             set_as_current=False))
+    mine = nc.App("tests.test_schedtune.send-now", client=client, set_as_current=False)
+    plus = mine.task(lambda x, y: x + y, name="ts.now.add")
+    total = mine.task(lambda xs: sum(xs), name="ts.now.total")
 
     def client_stream(interval):
         sync(client.loop, _on_loop, _batch_for, client.scheduler_comm, interval)
@@ -150,8 +146,8 @@ def test_a_workflow_does_not_wait_for_dask_batching_intervals_on_a_users_cluster
         assert client.run_on_scheduler(_scheduler_batches_for, HOUR) >= 3
         client.run(_worker_batches_for, HOUR)
         for i in range(4):
-            results += [add.delay(i, 1), nc.group(add.s(i, j) for j in range(10)).delay(),
-                        nc.chord((add.s(i, j) for j in range(6)), tsum.s()).delay()]
+            results += [plus.delay(i, 1), nc.group(plus.s(i, j) for j in range(10)).delay(),
+                        nc.chord((plus.s(i, j) for j in range(6)), total.s()).delay()]
             assert [r.get(timeout=20) for r in results[-3:]] == [
                 i + 1, [i + j for j in range(10)], 6 * i + 15]
             if i == 0:  # the client's stream and its stream from the scheduler have written
@@ -163,7 +159,7 @@ def test_a_workflow_does_not_wait_for_dask_batching_intervals_on_a_users_cluster
         client_stream(None)
         for r in results:
             r.forget()
-    assert conn.client is client
+    assert connection(mine).client is client
 
 
 async def _on_loop(fn, *args):

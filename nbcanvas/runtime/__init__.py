@@ -49,14 +49,12 @@ def _worker_sink(worker: Any) -> WorkerSink:
     return sink
 
 
-def release_events(worker: Any) -> bool:
+def release_events(worker: Any) -> None:
     """On the worker's event loop, as it handles a unit's result: send the events held for it
-    (see ``WorkerSink.hold``). True if there were (an nbcanvas unit has just returned)."""
+    (see ``WorkerSink.hold``)."""
     sink = _sinks.get(worker)
     if sink is not None and sink.held:
         sink.release()
-        return True
-    return False
 
 
 def known_results(previous: Any) -> dict[str, Any]:
@@ -122,6 +120,17 @@ def execute_local(sig: Any, ctx: Ctx) -> Any:
     return outcome_at(cg.result, done)
 
 
+def _batch_tags() -> bool:
+    """Whether batches compiled on this worker are named per workflow: not on nbcanvas's
+    embedded cluster, whose scheduler treats no task as root-ish (its worker plugin says)."""
+    try:
+        from distributed import get_worker
+        plugin = get_worker().plugins.get("nbcanvas")
+    except (ImportError, ValueError):  # not on a worker
+        return True
+    return bool(getattr(plugin, "batch_tags", True))
+
+
 def execute_on_cluster(sig: Any, ctx: Ctx) -> Any:
     """Run a canvas with fan-out from inside a task: submitted by the worker's own client."""
     from distributed import worker_client
@@ -130,7 +139,7 @@ def execute_on_cluster(sig: Any, ctx: Ctx) -> Any:
     with worker_client() as client:
         nthreads = sum(w.get("nthreads", 1) for w in
                        client.scheduler_info().get("workers", {}).values()) or 1
-        cg = compile_canvas(sig, ctx.token, parallelism=nthreads)
+        cg = compile_canvas(sig, ctx.token, parallelism=nthreads, batch_tags=_batch_tags())
         ctx.sink.flush()
         graph = to_dask_graph(cg)
         keys = list(cg.units)
