@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import Any
 
@@ -95,7 +96,7 @@ class NbcanvasScheduler(SchedulerPlugin):
             "nbcanvas_lookup": self.lookup, "nbcanvas_list": self.list,
             "nbcanvas_revoke": self.revoke, "nbcanvas_forget": self.forget,
             "nbcanvas_revoked": self.get_revoked, "nbcanvas_save_group": self.save_group,
-            "nbcanvas_tune": self.tune})
+            "nbcanvas_tune": self.tune, "nbcanvas_hands_out_blocks": self.hands_out_blocks})
 
     # -- records -----------------------------------------------------------------------------
     def register(self, client: str | None = None, record: dict[str, Any] | None = None,
@@ -157,9 +158,8 @@ class NbcanvasScheduler(SchedulerPlugin):
 
     def _send_now(self, key: Any, finish: str) -> None:
         """A unit was sent to a worker (``processing``) or finished (``memory``): once this
-        transition's messages are in the scheduler's streams, that worker, or the client of
-        the unit's workflow (its events and its result), gets them at once, not at the end
-        of the stream's batching interval (``send_now``)."""
+        transition's messages are in the streams, that worker, or the workflow's client (the
+        unit's events and result), gets them now, not after the stream's batching interval."""
         wf = self.unit_wf.get(key)
         if wf is None:
             return
@@ -330,6 +330,15 @@ class NbcanvasScheduler(SchedulerPlugin):
         if keys:
             self.scheduler.client_releases_keys(keys, HOLDER, stimulus_id=f"nbcanvas-forget-{wf}")
         return True
+
+    def hands_out_blocks(self, **_: Any) -> bool:
+        """Whether this scheduler hands a name's root-ish tasks to workers in blocks sized by
+        all it holds of that name (``worker-saturation: inf``, root-ish tasks on): batches
+        need per-workflow names there. With queuing (dask's default) they go one by one to
+        the least busy worker; on the embedded cluster no task is root-ish."""
+        sch = self.scheduler
+        saturation = getattr(sch, "WORKER_SATURATION", float("inf"))
+        return math.isinf(saturation) and getattr(sch, "rootish_tg_threshold", 1) > 0
 
     def tune(self, client: str | None = None, interval: float = 0.0, **_: Any) -> None:
         """Send to ``client`` and to every worker without batching delay (embedded cluster)."""

@@ -229,7 +229,7 @@ def _submit(sig: Signature) -> Any:
     if conn.client.status != "running":  # e.g. "connecting": the scheduler went away
         raise WorkflowLost(f"not connected to the scheduler at {conn.address} "
                            f"(client {conn.client.status}): nothing was sent")
-    real, want = conn.nthreads, not conn.embedded  # the embedded cluster needs no batch tags
+    real, want = conn.nthreads, conn.batch_tags
     again = want != tags
     app._batch_tags = tags = want
     if batching and real != guess:

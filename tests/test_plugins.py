@@ -362,3 +362,15 @@ def test_a_units_last_events_reach_the_scheduler_in_the_same_write_as_its_result
                                                     if op == "task-finished")
     for r in [*results, late]:
         r.forget()
+
+
+@pytest.mark.parametrize("fixture, blocks", [("dask_client", True), ("threads_client", False)])
+def test_the_scheduler_says_whether_it_hands_root_ish_tasks_out_in_blocks(fixture, blocks,
+                                                                          request):
+    """``worker-saturation: inf`` (the session's LocalCluster) hands them out in blocks; the
+    embedded cluster treats no task as root-ish. The connection names batches accordingly."""
+    client = request.getfixturevalue(fixture)
+    mine = nc.App(f"tests.test_plugins.{fixture}.blocks", set_as_current=False)
+    mine.connect(client)
+    assert connection(mine).batch_tags is blocks  # (it installs the scheduler plugin)
+    assert client.sync(client.scheduler.nbcanvas_hands_out_blocks) is blocks

@@ -297,10 +297,36 @@ def test_kept_batched_workflows_share_one_task_group_on_the_embedded_cluster(thr
             r.forget()
 
 
+def test_kept_batched_workflows_share_one_task_group_on_a_queuing_users_cluster():
+    """With dask's default ``worker-saturation`` (1.1: root-ish tasks queue on the scheduler
+    and go one by one to the least busy worker) a user's cluster needs no per-workflow batch
+    names either: kept workflows add no task group, and the batches still spread."""
+    from distributed import Client, LocalCluster
+
+    from tests.integration.controltasks import slow
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=":0") as cluster, \
+            Client(cluster, set_as_default=False) as client:
+        mine = nc.App("tests.test_submit.queuing-batches", client=client, set_as_current=False)
+        assert connection(mine).batch_tags is False
+        task = mine.task(slow.run, name="tsub.queued_nap")  # x + 1 after 2 ms
+        kept = [nc.group(task.s(i, 0.002) for i in range(800)).delay() for _ in range(3)]
+        for r in kept:
+            assert r.get(timeout=60) == list(range(1, 801))
+        assert _batch_groups(client, "queued_nap_batch") == {"queued_nap_batch"}
+        last = kept[-1].handle.backend.futures
+        who = client.who_has(list(last.values()))
+        per_worker = sorted(sum(1 for ws in who.values() if w in ws)
+                            for w in client.scheduler_info()["workers"])
+        assert len(last) == 8 and min(per_worker) >= 3, per_worker
+
+
 def test_batches_are_named_per_workflow_on_a_users_cluster(dask_client):
-    """A user's scheduler hands root-ish tasks out in blocks by name: its batches keep
-    per-workflow names, or one worker would get most of a group's batches."""
+    """A user's scheduler with queuing off (``worker-saturation: inf``, as this one) hands
+    root-ish tasks out in blocks by name: its batches keep per-workflow names, or one worker
+    would get most of a group's batches."""
     mine = nc.App("tests.test_submit.user-batches", client=dask_client, set_as_current=False)
+    assert connection(mine).batch_tags is True
     task = mine.task(lambda x: x + 1, name="tsub.tagged_inc")  # sent by value
     rs = [nc.group(task.s(i) for i in range(100)).delay() for _ in range(2)]
     try:
