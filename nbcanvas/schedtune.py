@@ -74,7 +74,6 @@ def keep_few_events(scheduler: Any) -> None:
         topic.events = deque(topic.events, maxlen=KEEP_EVENTS)
 
 
-
 def send_now(stream: Any) -> bool:
     """Have a dask ``BatchedSend`` write what it holds now, not at the end of its interval.
 
@@ -82,9 +81,10 @@ def send_now(stream: Any) -> bool:
     scheduler to a worker): a message that comes less than an interval after the last write
     waits for the rest of it. On a user's cluster, whose intervals nbcanvas leaves alone, that
     wait paced every small workflow (a single task's round trip took 10.6 ms). Called for a
-    workflow's graph only: the stream writes what it holds (anything else in it goes along),
-    and batches as before afterwards. Must run on the stream's event loop. True if it had
-    been waiting; a stream without an interval (the embedded cluster's) never waits.
+    workflow's own messages only (its graph, a unit handed to a worker, a unit's end): the
+    stream writes what it holds (anything else in it goes along), and batches as before
+    afterwards. Must run on the stream's event loop. True if it had been waiting; a stream
+    without an interval (the embedded cluster's) never waits.
 
     >>> send_now(object())  # not a BatchedSend: nothing to do
     False
