@@ -571,38 +571,29 @@ def _task_prefixes(client, name: str) -> set[str]:
                                            if name in p]))
 
 
-def test_kept_fan_outs_made_at_run_time_share_one_task_group_on_the_embedded_cluster(
-        threads_client):
-    """A ``foreach`` compiles its fan-out on the worker. On the embedded cluster (no task is
-    root-ish there) its batches are named as the client names them, without a per-workflow
-    tag: workflows add no task prefix, which the scheduler and every worker keep for good
-    and walk on every transition."""
-    mine = nc.App("tests.test_runtime.embedded-dynamic", set_as_current=False)
-    mine.connect(threads_client)
-    upto = mine.task(lambda n: list(range(n)), name="trt.upto")
-    inc = mine.task(lambda x: x + 1, name="trt.dyn_inc")
+@pytest.mark.parametrize("fixture, tagged", [("threads_client", False), ("dask_client", True)])
+def test_fan_outs_made_at_run_time_are_named_as_the_client_names_batches(fixture, tagged,
+                                                                         request):
+    """A ``foreach`` compiles its fan-out on the worker, and names its batches as the client
+    would for that cluster: on the embedded one (no task is root-ish) without a per-workflow
+    tag, so workflows add no task prefix, which the scheduler and every worker keep for good
+    and walk on every transition; on a user's cluster that hands root-ish tasks out in blocks
+    by name (this one: ``worker-saturation: inf``), with one."""
+    client = request.getfixturevalue(fixture)
+    mine = nc.App(f"tests.test_runtime.dynamic-{fixture}", set_as_current=False)
+    mine.connect(client)
+    upto = mine.task(lambda n: list(range(n)), name=f"trt.upto_{fixture}")
+    inc = mine.task(lambda x: x + 1, name=f"trt.dyn_{fixture}")
     kept = [nc.chain(upto.s(200), nc.foreach(inc.s())).delay() for _ in range(3)]
     try:
         for r in kept:
             assert r.get(timeout=60) == list(range(1, 201))
-        assert _task_prefixes(threads_client, "dyn_inc") == {"dyn_inc_batch"}
-    finally:
-        for r in kept:
-            r.forget()
-
-
-def test_fan_outs_made_at_run_time_are_named_per_workflow_on_a_users_cluster(dask_client):
-    """On a user's cluster (its scheduler hands root-ish tasks out in blocks by name) a
-    ``foreach``'s batches keep per-workflow names, as the client's do there."""
-    mine = nc.App("tests.test_runtime.user-dynamic", client=dask_client, set_as_current=False)
-    upto = mine.task(lambda n: list(range(n)), name="trt.upto_user")
-    inc = mine.task(lambda x: x + 1, name="trt.dyn_inc_user")
-    kept = [nc.chain(upto.s(200), nc.foreach(inc.s())).delay() for _ in range(2)]
-    try:
-        for r in kept:
-            assert r.get(timeout=60) == list(range(1, 201))
-        groups = _task_prefixes(dask_client, "dyn_inc_user_batch")
-        assert len(groups) == 2 and all(g.startswith("dyn_inc_user_batch.") for g in groups)
+        prefixes = _task_prefixes(client, f"dyn_{fixture}")
+        if tagged:
+            assert len(prefixes) == 3 and all(p.startswith(f"dyn_{fixture}_batch.")
+                                              for p in prefixes), prefixes
+        else:
+            assert prefixes == {f"dyn_{fixture}_batch"}
     finally:
         for r in kept:
             r.forget()
