@@ -43,9 +43,9 @@ class Connection:
         try:
             client.register_plugin(NbcanvasScheduler())
             #: whether batch units are named per workflow (``compile_canvas(batch_tags=)``):
-            #: only for a scheduler that hands a name's root-ish tasks out in blocks
-            self.batch_tags = not embedded and bool(
-                client.sync(client.scheduler.nbcanvas_hands_out_blocks))
+            #: for a scheduler that hands a name's root-ish tasks out in blocks, or can't say
+            self.batch_tags = not embedded and client.sync(
+                client.scheduler.nbcanvas_hands_out_blocks) is not False
             client.register_plugin(NbcanvasWorker(0.0 if embedded else None,
                                                   batch_tags=self.batch_tags))
         except Exception as e:  # e.g. nbcanvas not installed where the scheduler runs
