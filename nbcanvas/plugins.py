@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from typing import Any
 
@@ -17,7 +16,7 @@ from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 
 from .runtime import release_events, run_unit
 from .runtime.emit import TOPIC
-from .schedtune import inline_small_graphs, keep_few_events, send_now
+from .schedtune import hands_out_blocks, inline_small_graphs, keep_few_events, send_now
 
 __all__ = ["NbcanvasScheduler", "NbcanvasWorker", "HOLDER", "summary"]
 
@@ -177,8 +176,7 @@ class NbcanvasScheduler(SchedulerPlugin):
     def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
         """A unit the cluster could not finish (e.g. ``KilledWorker``): its steps that had not
         ended are reported -- FAILURE where the unit was running, NOT_RUN where it never started
-        -- so no state store (and no live view) shows them running for ever. (And see
-        :meth:`_send_now`.)"""
+        -- so no state store (and no live view) shows them running for ever. (And _send_now.)"""
         if finish == "processing" or finish == "memory":
             self._send_now(key, finish)
             return
@@ -332,21 +330,24 @@ class NbcanvasScheduler(SchedulerPlugin):
         return True
 
     def hands_out_blocks(self, **_: Any) -> bool:
-        """Whether this scheduler hands a name's root-ish tasks to workers in blocks sized by
-        all it holds of that name (``worker-saturation: inf``, root-ish tasks on): batches
-        need per-workflow names there. With queuing (dask's default) they go one by one to
-        the least busy worker; on the embedded cluster no task is root-ish."""
-        sch = self.scheduler
-        saturation = getattr(sch, "WORKER_SATURATION", float("inf"))
-        return math.isinf(saturation) and getattr(sch, "rootish_tg_threshold", 1) > 0
+        """``schedtune.hands_out_blocks`` of this scheduler (batches need per-workflow names)."""
+        return hands_out_blocks(self.scheduler)
 
     def tune(self, client: str | None = None, interval: float = 0.0, **_: Any) -> None:
-        """Send to ``client`` and to every worker without batching delay (embedded cluster)."""
+        """Send to ``client``, to every worker and to every client that connects later (a
+        worker's own client, another kernel) without batching delay (embedded cluster)."""
+        self._client_interval = interval
         comm = self.scheduler.client_comms.get(client)
         if comm is not None:
             comm.interval = interval
         for bcomm in self.scheduler.stream_comms.values():
             bcomm.interval = interval
+
+    def add_client(self, scheduler: Any, client: str) -> None:
+        """Its stream is made right after this hook: tune it then, if :meth:`tune` ran."""
+        interval = getattr(self, "_client_interval", None)
+        if interval is not None:
+            asyncio.get_running_loop().call_soon(self.tune, client, interval)
 
 
 class NbcanvasWorker(WorkerPlugin):
@@ -383,8 +384,7 @@ class NbcanvasWorker(WorkerPlugin):
         if worker is None:
             return
         release_events(worker)
-        # a unit's result (and its events before it) leave now, not at the end of the
-        # worker's 2 ms batching interval
+        # a unit's result (and its events before it) leave now, not after a 2 ms interval
         if start in _RAN and finish in _ENDED and worker.batched_stream.interval:
             ts = worker.state.tasks.get(key)
             if getattr(getattr(ts, "run_spec", None), "func", None) is run_unit:

@@ -8,12 +8,14 @@ leave at once instead of at the end of a stream's batching interval.
 """
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Any
 
 from .runtime.emit import TOPIC
 
-__all__ = ["INLINE_UNITS", "KEEP_EVENTS", "inline_small_graphs", "keep_few_events", "send_now"]
+__all__ = ["INLINE_UNITS", "KEEP_EVENTS", "inline_small_graphs", "keep_few_events", "send_now",
+           "hands_out_blocks"]
 
 #: nbcanvas graphs of at most this many units are unpacked on the scheduler's event loop.
 INLINE_UNITS = 64
@@ -95,3 +97,18 @@ def send_now(stream: Any) -> bool:
     stream.next_deadline = None
     stream.waker.set()
     return True
+
+
+def hands_out_blocks(scheduler: Any) -> bool:
+    """Whether ``scheduler`` hands a name's root-ish tasks to workers in blocks sized by all it
+    holds of that name (``worker-saturation: inf``, root-ish tasks on): batches need
+    per-workflow names there. With queuing (dask's default) they go one by one to the least
+    busy worker; on the embedded cluster no task is root-ish.
+
+    >>> class Scheduler:
+    ...     WORKER_SATURATION, rootish_tg_threshold = 1.1, 5
+    >>> hands_out_blocks(Scheduler())
+    False
+    """
+    saturation = getattr(scheduler, "WORKER_SATURATION", float("inf"))
+    return math.isinf(saturation) and getattr(scheduler, "rootish_tg_threshold", 1) > 0

@@ -120,15 +120,15 @@ def execute_local(sig: Any, ctx: Ctx) -> Any:
     return outcome_at(cg.result, done)
 
 
-def _batch_tags() -> bool:
-    """Whether batches compiled on this worker are named per workflow: not on nbcanvas's
-    embedded cluster, whose scheduler treats no task as root-ish (its worker plugin says)."""
+def _worker_plugin() -> Any:
+    """This worker's nbcanvas plugin: it knows what the client decided for this cluster
+    (``batch_tags``: batches named per workflow, not on the embedded cluster, whose scheduler
+    treats no task as root-ish; ``batch_interval``: 0 there, no batching delay)."""
     try:
         from distributed import get_worker
-        plugin = get_worker().plugins.get("nbcanvas")
+        return get_worker().plugins.get("nbcanvas")
     except (ImportError, ValueError):  # not on a worker
-        return True
-    return bool(getattr(plugin, "batch_tags", True))
+        return None
 
 
 def execute_on_cluster(sig: Any, ctx: Ctx) -> Any:
@@ -136,10 +136,14 @@ def execute_on_cluster(sig: Any, ctx: Ctx) -> Any:
     from distributed import worker_client
     from ..compile import compile_canvas
     from ..compile.taskspec import send_graph, to_dask_graph
+    plugin = _worker_plugin()
     with worker_client() as client:
+        if getattr(plugin, "batch_interval", None) == 0.0:  # the embedded cluster's streams
+            client.scheduler_comm.interval = 0.0
         nthreads = sum(w.get("nthreads", 1) for w in
                        client.scheduler_info().get("workers", {}).values()) or 1
-        cg = compile_canvas(sig, ctx.token, parallelism=nthreads, batch_tags=_batch_tags())
+        cg = compile_canvas(sig, ctx.token, parallelism=nthreads,
+                            batch_tags=bool(getattr(plugin, "batch_tags", True)))
         ctx.sink.flush()
         graph = to_dask_graph(cg)
         keys = list(cg.units)

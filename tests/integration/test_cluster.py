@@ -89,6 +89,18 @@ def test_embedded_cluster_started_on_first_use_and_closed_quietly():
         kinds = set(client.run(loop_kind).values())
         kinds.add(type(client.loop.asyncio_loop).__module__.split(".")[0])
         print("loops", sorted(kinds))
+        @nc.task
+        def upto(n):
+            return list(range(n))
+        # a fan-out made at run time goes through a worker's own client: no batching delay
+        # there either, nor on the scheduler's stream back to it
+        print("fan-out", (upto.s(6) | nc.foreach(add.s(1))).delay().get(timeout=60))
+        def own(dask_worker):
+            c = getattr(dask_worker, "_client", None)
+            return None if c is None else c.scheduler_comm.interval
+        owns = [v for v in client.run(own).values() if v is not None]
+        print("worker clients", len(owns) > 0, set(owns), len(sched.client_comms) > 1,
+              {s.interval for s in sched.client_comms.values()})
     """
     env = {"DASK_SCHEDULER_ADDRESS": ""}
     out = _run(code, env)
@@ -99,6 +111,8 @@ def test_embedded_cluster_started_on_first_use_and_closed_quietly():
     assert "comms inproc tcp True" in out.stdout and "dashboard True" in out.stdout
     assert f"message logs 0 {2 + CPU_COUNT}" in out.stdout
     assert "loops ['uvloop']" in out.stdout  # the scheduler's thread and every worker
+    assert "fan-out [1, 2, 3, 4, 5, 6]" in out.stdout
+    assert "worker clients True {0.0} True {0.0}" in out.stdout, out.stdout
     assert "Traceback" not in out.stderr and "ERROR" not in out.stderr, out.stderr
     assert "nbcanvas:" not in out.stderr  # nothing was left running
 
