@@ -94,6 +94,21 @@ def test_fan_out_splits_a_chain_into_fused_runs():
     assert len(cg.units) == 4  # [add, inc] + 2 members + [tsum, inc]
 
 
+@pytest.mark.parametrize("dynamic", ["foreach", "branch"])
+def test_a_step_decided_at_run_time_is_fused_with_its_neighbours(dynamic):
+    """A foreach / branch runs inside a unit (its fan-out, if any, is sent from there): the
+    steps before and after it share that unit, with no hop between them."""
+    step = nc.foreach(inc.s()) if dynamic == "foreach" else \
+        nc.branch(zero.si(), nc.group(inc.s(), inc.s()))
+    canvas = nc.chain(add.s(1, 1), inc.s(), step, tsum.s())
+    sig, cg = compiled(canvas)
+    (key,) = cg.units
+    assert {cg.nodes[t.id].key for t in sig.tasks} == {key}
+    assert cg.fan_outs == {key}
+    _, plain = compiled(canvas, fusion=False)  # without fusion, a unit per step as before
+    assert len(plain.units) == 4 and len(plain.fan_outs) == 1
+
+
 def test_units_are_in_dependency_order():
     _, cg = compiled(nc.chain(add.s(1, 1), nc.group(inc.s(), nc.chain(inc.s(), inc.s())),
                               tsum.s(), nc.chord([inc.s(), inc.s()], tsum.s())))
@@ -521,6 +536,38 @@ def test_groups_of_tasks_known_to_be_tiny_are_packed_tighter():
     big = compiled(nc.group(add.s(i, i) for i in range(10_000)), parallelism=2,
                    tiny={"add": 1e-5})[1]
     assert len(big.units) == math.ceil(10_000 / BATCH_TARGET)  # large groups as before
+
+
+def test_a_canvas_runs_in_place_only_if_all_of_it_is_known_tiny_work_in_no_place_or_time():
+    from nbcanvas.compile.lower import TINY_UNIT, cheap_in_place
+    tiny = {"add": 1e-5, "inc": 1e-5, "tsum": 1e-5, "gpu": 1e-5}
+    g = nc.group(add.s(i, i) for i in range(10))
+    assert cheap_in_place(g, tiny) and cheap_in_place(nc.chord(g, tsum.s()), tiny)
+    assert cheap_in_place(nc.chain(add.s(1, 1), inc.s()).set(link=inc.s()), tiny)
+    assert not cheap_in_place(g, {})  # nothing known
+    assert not cheap_in_place(nc.chain(add.s(1, 1), zero.si()), tiny)  # one unknown task
+    assert not cheap_in_place(g, {"add": TINY_UNIT / 9})  # all of it: more than a hop
+    assert not cheap_in_place(nc.chain(add.s(1, 1), inc.s()).set(link=zero.si()), tiny)
+    for placed in (nc.group(add.s(1, 1).set(queue="q")), nc.group(gpu.s(1)),  # task default
+                   nc.group(add.s(1, 1), inc.s(1)).set(workers=["w"]),  # a container's
+                   nc.group(add.s(1, 1).set(countdown=1)), nc.group(add.s(1, 1).set(eta=1e12))):
+        assert not cheap_in_place(placed, tiny), placed
+    for nested in (nc.group(nc.foreach(inc.s())), nc.group(inc.map([1])),
+                   nc.chain(add.s(1, 1), nc.branch(inc.s(), inc.s()))):
+        assert not cheap_in_place(nested, tiny), nested  # decides for itself when it runs
+
+
+def test_units_with_a_step_decided_at_run_time_carry_the_tiny_tasks_the_client_knows():
+    from nbcanvas.compile.taskspec import to_dask_graph
+    tiny = {"inc": 1e-5}
+    _, cg = compiled(nc.chain(add.s(1, 1), nc.group(inc.s(), inc.s(), inc.s()), tsum.s(),
+                              nc.foreach(inc.s())), tiny=tiny)
+    graph = to_dask_graph(cg)
+    carried = {k: t.args[0].tiny for k, t in graph.items()}
+    assert {k for k, v in carried.items() if v} == cg.fan_outs and len(cg.fan_outs) == 1
+    assert carried[next(iter(cg.fan_outs))] == tiny
+    _, unknown = compiled(nc.chain(add.s(1, 1), nc.foreach(inc.s())))
+    assert all(t.args[0].tiny is None for t in to_dask_graph(unknown).values())
 
 
 def test_the_store_learns_how_long_tasks_take():

@@ -597,3 +597,33 @@ def test_fan_outs_made_at_run_time_are_named_as_the_client_names_batches(fixture
     finally:
         for r in kept:
             r.forget()
+
+
+def test_a_fan_out_of_tasks_known_to_be_tiny_runs_in_place(dask_client):
+    """A ``foreach`` over tasks the client knows to be tiny (all of them less work than one
+    dask task) runs them inside its own unit: nothing of theirs reaches the scheduler, yet
+    every element is announced, reported and returned as with a fan-out through dask, which
+    the same canvas over tasks nobody has timed still makes."""
+    from nbcanvas import store
+    mine = nc.App("tests.test_runtime.in-place", set_as_current=False)
+    mine.connect(dask_client)
+    upto = mine.task(lambda n: list(range(n)), name="trt.upto_in_place")
+    known = mine.task(lambda x: x + 1, name="trt.in_place_known")
+    unknown = mine.task(lambda x: x + 1, name="trt.in_place_unknown")
+    saved = dict(store.DURATIONS)
+    store.DURATIONS[known.s().name] = 1e-5
+    try:
+        for t in (known, unknown):
+            sig = nc.chain(upto.s(10), nc.foreach(t.s())).freeze()
+            r = sig.delay()
+            assert r.get(timeout=60) == list(range(1, 11))
+            fe, st = sig.tasks[1], r.handle.store
+            assert st.wait(lambda s: s.finished(), 30)
+            assert [st.state(f"{fe.body.id}:{i}") for i in range(10)] == ["SUCCESS"] * 10
+            assert st.get(fe.id).inline is not None  # the result rode in the foreach's event
+            r.forget()
+    finally:
+        store.DURATIONS.clear()
+        store.DURATIONS.update(saved)
+    assert _task_prefixes(dask_client, "in_place_unknown")  # fanned out through dask
+    assert not _task_prefixes(dask_client, "in_place_known")

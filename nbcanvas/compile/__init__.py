@@ -34,6 +34,8 @@ class CompiledGraph:
     nodes: dict[str, NodeInfo]
     result: Ref | Lst                 # where the workflow's result will be
     extra: dict[str, Any] = field(default_factory=dict)
+    tiny: dict[str, float] = field(default_factory=dict)  # as compiled with (see compile_canvas)
+    fan_outs: frozenset[str] = frozenset()  # keys of units with a foreach or branch step
 
     @property
     def keys(self) -> list[str]:
@@ -66,4 +68,6 @@ def compile_canvas(sig: Signature, workflow_id: str, *, parallelism: int = 2, fu
                    tag=tag, tiny=tiny)
     with no_gc():
         out = low.lower(sig, None, 0, {})
-    return CompiledGraph(workflow_id, sig, low.units, low.nodes, out)
+    return CompiledGraph(workflow_id, sig, low.units, low.nodes, out, tiny=low.tiny,
+                         fan_outs=frozenset(k for k in low.fan_outs if k is not None))
+

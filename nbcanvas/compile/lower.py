@@ -11,16 +11,61 @@ from dataclasses import dataclass
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from ..canvas import Signature, chain, chord, foreach, group
-from .flat import _callbacks, _inherit, is_flat, split_options, to_prog
+from ..canvas import Signature, branch, chain, chord, foreach, group
+from .flat import ROUTING_OPTIONS, _callbacks, _inherit, is_flat, split_options, to_prog
 from .programs import Batch, Prog, Seq
 
-__all__ = ["Unit", "Ref", "Lst", "NodeInfo", "Lowering", "selector", "BATCH_TARGET"]
+__all__ = ["Unit", "Ref", "Lst", "NodeInfo", "Lowering", "selector", "BATCH_TARGET", "TINY_UNIT",
+           "cheap_in_place"]
 
 #: Members per unit a large group of simple calls aims at (at least 4 units per thread).
 BATCH_TARGET = 256
 #: seconds of work below which a group of tiny tasks runs as one unit
 TINY_UNIT = 0.002
+#: options that tie a call to a place or a time: such a call never runs in place of a hop
+_PLACED = ROUTING_OPTIONS | {"countdown", "eta"}
+
+
+def cheap_in_place(sig: Signature, tiny: Mapping[str, float]) -> bool:
+    """True if running ``sig`` right here costs less than handing it to dask: every task in
+    it is known to be tiny (``tiny``: name -> typical seconds), all of them together take at
+    most ``TINY_UNIT``, and none is routed (queue, resources, workers, priority) or delayed
+    (countdown, eta). Only tasks, chains, groups and chords qualify: a ``foreach`` or
+    ``branch`` inside decides for itself when it runs.
+
+    >>> from nbcanvas import App, group
+    >>> app = App("doc-in-place")
+    >>> @app.task
+    ... def inc(x):
+    ...     return x + 1
+    >>> g = group(inc.s(i) for i in range(10))
+    >>> cheap_in_place(g, {"inc": 0.00005}), cheap_in_place(g, {}), cheap_in_place(g, {"inc": 0.001})
+    (True, False, False)
+    >>> cheap_in_place(group(inc.s(1).set(queue="gpu")), {"inc": 0.00005})
+    False
+    """
+    if not tiny:
+        return False
+    total = 0.0
+    stack = [sig]
+    while stack:
+        node = stack.pop()
+        if node.options and not _PLACED.isdisjoint(node.options):
+            return False
+        if type(node) is Signature:
+            seconds = tiny.get(node.name)
+            if seconds is None or (node._type is not None
+                                   and not _PLACED.isdisjoint(node._type.options)):
+                return False
+            total += seconds
+            if total > TINY_UNIT:
+                return False
+        elif not isinstance(node, (chain, group, chord)):
+            return False
+        stack.extend(node.children())
+        stack.extend(node.links)
+        stack.extend(node.errbacks)
+    return True
 
 
 @dataclass(frozen=True)
@@ -134,6 +179,8 @@ class Lowering:
         self.batching = batching
         self.units: dict[str, Unit] = {}
         self.nodes: dict[str, NodeInfo] = {}
+        #: keys of units holding a step decided at run time (foreach, branch)
+        self.fan_outs: set[str | None] = set()
 
     # -- node table --------------------------------------------------------------------------
     def _table(self, sig: Signature, step: int, key: str | None, parent: str | None,
@@ -147,9 +194,11 @@ class Lowering:
                 self.nodes[node.id] = NodeInfo("callback" if cb else node.kind, node.name, step,
                                                par, key, members)
             inside = node.id if not isinstance(node, chain) else par
-            if isinstance(node, foreach):
-                pass  # its body is a template: elements are announced at run time
+            if isinstance(node, foreach):  # its body is a template: announced at run time
+                self.fan_outs.add(key)
             else:
+                if isinstance(node, branch):
+                    self.fan_outs.add(key)
                 for c in node.children():
                     stack.append((c, inside, cb))
             for c in (*node.links, *node.errbacks):
@@ -203,7 +252,9 @@ class Lowering:
         cur = inp
         for i, t in enumerate(sig.tasks):
             s = step + i if numbered else step
-            flat = self.fusion and is_flat(t)
+            # a foreach / branch runs inside a unit too (its fan-out, if any, is sent from
+            # there): fused with its neighbours, the chain needs no hop before or after it
+            flat = self.fusion and (is_flat(t) or isinstance(t, (foreach, branch)))
             route = _route_key(split_options(t, inherited)[1]) if flat and t._type else ()
             if run and (not flat or route != run_route):
                 cur = self._segment(run, cur, inherited, parent, s - len(run), numbered)

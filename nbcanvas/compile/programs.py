@@ -140,14 +140,18 @@ class UnitProgram:
     token is the key (hashing thousands of programs would cost seconds on a 10k group).
     """
 
-    __slots__ = ("key", "progs", "reuse", "inline")
+    __slots__ = ("key", "progs", "reuse", "inline", "tiny")
 
     def __init__(self, key: str, progs: tuple, reuse: bool = False,
-                 inline: frozenset[str] = frozenset()) -> None:
+                 inline: frozenset[str] = frozenset(),
+                 tiny: dict[str, float] | None = None) -> None:
         self.key, self.progs, self.reuse, self.inline = key, progs, reuse, inline
+        #: for a unit with a step decided at run time: the tasks the client knows to be very
+        #: short (task name -> typical seconds), so its fan-outs are sized as the client's are
+        self.tiny = tiny
 
     def __reduce__(self):
-        return (UnitProgram, (self.key, self.progs, self.reuse, self.inline))
+        return (UnitProgram, (self.key, self.progs, self.reuse, self.inline, self.tiny))
 
     def __dask_tokenize__(self) -> object:
         return ("nbcanvas-unit", self.key)

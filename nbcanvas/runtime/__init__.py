@@ -79,6 +79,7 @@ def run_unit(unit: Any, token: str, *deps: Any) -> UnitResult:
     worker = get_worker()
     ctx = Ctx(token, _worker_sink(worker), execute_on_cluster, host=worker.address, known=known)
     ctx.inline = getattr(unit, "inline", frozenset())
+    ctx.tiny = getattr(unit, "tiny", None) or {}
     try:
         for prog, sel in progs:
             run_prog(prog, resolve(sel, deps), ctx)
@@ -105,6 +106,7 @@ def run_units_local(units: dict[str, Any], ctx: Ctx) -> dict[str, dict[str, Any]
         deps = tuple(done[d] for d in unit.deps)
         uctx = Ctx(ctx.token, ctx.sink, ctx.execute, host=ctx.host, eager=ctx.eager,
                    known=ctx.known)
+        uctx.tiny = ctx.tiny
         for prog, sel in unit.progs:
             run_prog(prog, resolve(sel, deps), uctx)
         done[key] = uctx.results
@@ -142,7 +144,7 @@ def execute_on_cluster(sig: Any, ctx: Ctx) -> Any:
             client.scheduler_comm.interval = 0.0
         nthreads = sum(w.get("nthreads", 1) for w in
                        client.scheduler_info().get("workers", {}).values()) or 1
-        cg = compile_canvas(sig, ctx.token, parallelism=nthreads,
+        cg = compile_canvas(sig, ctx.token, parallelism=nthreads, tiny=ctx.tiny,
                             batch_tags=bool(getattr(plugin, "batch_tags", True)))
         ctx.sink.flush()
         graph = to_dask_graph(cg)

@@ -1,8 +1,9 @@
 """Steps decided at run time: ``foreach`` fans out over a result, ``branch`` picks a canvas.
 
-Both run inside the workflow's own unit: a flat canvas runs right here; one with fan-out is
-lowered into units and run by ``ctx.execute`` (on the cluster: submitted from the worker, no
-client round trip). Nodes made at run time are announced with ``N`` events.
+Both run inside the workflow's own unit: a flat canvas runs right here, and so does one
+whose tasks the client knows to be tiny (all of them less work than one dask task: see
+``compile.lower.cheap_in_place``); any other with fan-out is lowered into units and run by
+``ctx.execute`` (on the cluster: submitted from the worker, no client round trip). Nodes made at run time are announced with ``N`` events.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from ..canvas import Signature, foreach, group, iter_nodes, rekey
 from ..compile.flat import is_flat, to_prog
+from ..compile.lower import cheap_in_place
 from ..compile.programs import Dyn
 from .outcome import Failed, GroupOutcome, NotTaken, Revoked, Skipped, failed_from, value_of
 
@@ -39,6 +41,9 @@ def run_canvas(sig: Signature, value: Any, ctx: Any) -> Any:
         sig = sig.clone((value,))
     if is_flat(sig):
         return run_prog(to_prog(sig, False, {}), NO_INPUT, ctx)
+    if cheap_in_place(sig, ctx.tiny):  # less work than one hop: no fan-out through dask
+        from . import execute_local
+        return execute_local(sig, ctx)
     return ctx.execute(sig, ctx)
 
 
@@ -97,7 +102,7 @@ def _branch(prog: Dyn, value: Any, ctx: Any) -> Any:
 
 def run_dynamic(prog: Dyn, inp: Any, ctx: Any) -> Any:
     """Run a ``foreach`` or ``branch`` step; record and report it like any step."""
-    from .interp import NO_INPUT, skip
+    from .interp import NO_INPUT, _inline, skip
     if prog.input:
         inp = prog.input[0]
     value, cause = value_of(inp)
@@ -115,14 +120,15 @@ def run_dynamic(prog: Dyn, inp: Any, ctx: Any) -> Any:
             out = _branch(prog, value, ctx)
     except Exception as e:  # noqa: BLE001 - reported as this step's failure
         failed = ctx.record(prog.id, failed_from(e, prog.id, prog.kind, not ctx.eager))
-        ctx.emit("D", prog.id, "FAILURE", f"{type(e).__name__}: {e}"[:300])
+        ctx.emit("D", prog.id, "FAILURE", f"{type(e).__name__}: {e}"[:300],
+                 *_inline(ctx, prog.id, failed))
         return failed
     ctx.record(prog.id, out)
     _, cause = value_of(out)
-    if cause is None:
-        ctx.emit("D", prog.id, "SUCCESS", None)
+    if cause is None:  # a small workflow result rides in the event (no gather round trip)
+        ctx.emit("D", prog.id, "SUCCESS", None, *_inline(ctx, prog.id, out))
     elif isinstance(cause, Failed):
-        ctx.emit("D", prog.id, "FAILURE", f"{cause.name} failed")
+        ctx.emit("D", prog.id, "FAILURE", f"{cause.name} failed", *_inline(ctx, prog.id, out))
     else:
         ctx.emit("D", prog.id, "REVOKED" if isinstance(cause, Revoked) else "NOT_RUN",
                  getattr(cause, "reason", ""))

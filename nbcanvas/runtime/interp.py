@@ -77,6 +77,8 @@ class Ctx:
         self.results: dict[str, Any] = {}
         #: ids whose small outcome travels inside their "done" event (the workflow's result)
         self.inline: frozenset[str] = frozenset()
+        #: task name -> typical seconds of tasks the client knows to be tiny (fan-out sizing)
+        self.tiny: dict[str, float] = {}
 
     def emit(self, code: str, id: str, *fields: Any) -> None:
         self.sink.emit(self.wf, [code, id, time.time(), *fields])

@@ -1,6 +1,8 @@
 """Cluster runners: the same semantic tests on a real LocalCluster (2 worker processes).
 
-"cluster": fusion and batching on (the default); "cluster-plain": both off; "threads":
+"cluster": fusion and batching on (the default); "cluster-plain": both off; "cluster-tiny":
+as "cluster" with every task of the canvas known to be tiny (small groups go in one unit, and
+fan-outs made at run time run in place, inside the unit that makes them); "threads":
 nbcanvas's embedded cluster with its workers in this process (``nbcanvas.embedded.pool:
 threads``). They wait until the workflow is over before the test looks. "cluster-async"
 returns at once (on request).
@@ -38,6 +40,28 @@ def _plain(canvas: Any, **kw: Any) -> Any:
     return _finished(result)
 
 
+def _task_names(canvas: Any) -> set[str]:
+    """Every task name in ``canvas``, the bodies of ``foreach`` and the callbacks included."""
+    names, stack = set(), [canvas]
+    while stack:
+        node = stack.pop()
+        if node.kind == "signature":
+            names.add(node.name)
+        stack.extend((*node.children(), *node.links, *node.errbacks))
+    return names
+
+
+def _tiny(canvas: Any, **kw: Any) -> Any:
+    from nbcanvas import store
+    saved = dict(store.DURATIONS)
+    store.DURATIONS.update({name: 1e-6 for name in _task_names(canvas)})
+    try:
+        return _finished(canvas.apply_async(**kw))
+    finally:  # what the run taught the client goes too: the next test starts as this one did
+        store.DURATIONS.clear()
+        store.DURATIONS.update(saved)
+
+
 def _threads(canvas: Any, **kw: Any) -> Any:
     from nbcanvas import embedded
     from nbcanvas.eager import _app_of
@@ -56,4 +80,5 @@ register("cluster", _cluster, needs=("dask_client",))
 register("cluster-async", lambda canvas, **kw: canvas.apply_async(**kw), needs=("dask_client",),
          default=False)
 register("cluster-plain", _plain, needs=("dask_client",))
+register("cluster-tiny", _tiny, needs=("dask_client",))
 register("threads", _threads, needs=("threads_client",))
