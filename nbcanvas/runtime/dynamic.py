@@ -3,7 +3,8 @@
 Both run inside the workflow's own unit: a flat canvas runs right here, and so does one
 whose tasks the client knows to be tiny (all of them less work than one dask task: see
 ``compile.lower.cheap_in_place``); any other with fan-out is lowered into units and run by
-``ctx.execute`` (on the cluster: submitted from the worker, no client round trip). Nodes made at run time are announced with ``N`` events.
+``ctx.execute`` (on the cluster: submitted from the worker, no client round trip). Nodes
+made at run time are announced with ``N`` events.
 """
 from __future__ import annotations
 
