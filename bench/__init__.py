@@ -116,6 +116,7 @@ def workloads(s: Sizes, kill: bool = False) -> list[Workload]:
         Workload("duel_p90", "delay().get() p90, alternating with Celery", "ms"),
         Workload("group1_get", "group of 1 .get()", "ms", t["group1_get"]),
         Workload("group10_get", "group of 10 .get()", "ms", t["group10_get"]),
+        Workload("foreach_get", "map over a result (10 items) .get()", "ms"),
         Workload("par_eff", f"parallel efficiency {s.par_tasks}×{s.par_ms:g} ms", "%",
                  t["par_eff"], higher_is_better=True),
         Workload("pipe", f"sig | add.s(1) ×{s.pipe} (build)", "ms", t["pipe"]),

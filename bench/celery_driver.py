@@ -79,7 +79,7 @@ def run(mode: str, s: Sizes, repeat: int) -> dict[str, Cell]:
     """Every workload for Celery in ``mode`` (``redis`` or ``eager``)."""
     from celery import chain, chord, group
 
-    from .celery_app import add, app, sleep_ms, tsum
+    from .celery_app import add, app, dmap, sleep_ms, tsum, upto
     if mode == "eager":
         app.conf.task_always_eager = True
         app.conf.task_eager_propagates = True
@@ -125,6 +125,17 @@ def run(mode: str, s: Sizes, repeat: int) -> dict[str, Cell]:
         return cell(percentile(lat, 50), [], f"p50 of {samples}")
     r["group1_get"] = guarded("group of 1", lambda: small(1))
     r["group10_get"] = guarded("group of 10", lambda: small(10))
+
+    def foreach() -> Cell:
+        from .tasks import FOREACH_ITEMS as n
+        one = _e2e(lambda: chain(upto.s(n), dmap.s(add.s(1))), list(range(1, n + 1)))
+        for _ in range(2):
+            one()
+        samples = max(2, s.small_group_samples // 3)
+        lat = [one() * 1e3 for _ in range(samples)]
+        return cell(percentile(lat, 50), [], f"p50 of {samples}: chain(upto.s({n}), "
+                    f"dmap.s(add.s(1))), dmap replacing itself by a group")
+    r["foreach_get"] = guarded("map over a result", foreach)
 
     def par_eff() -> Cell:
         ideal = s.par_tasks * s.par_ms / 1000.0 / s.threads

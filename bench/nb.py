@@ -36,6 +36,7 @@ class NbTasks:
         self.add = self.app.task(tasks.add, name="bench.add")
         self.tsum = self.app.task(tasks.tsum, name="bench.tsum")
         self.sleep = self.app.task(tasks.sleep_ms, name="bench.sleep_ms")
+        self.upto = self.app.task(tasks.upto, name="bench.upto")
 
 
 def _run_get(sig: Any, expect: Any) -> float:
@@ -207,6 +208,17 @@ def _small_group(t: NbTasks, s: Sizes, n: int) -> Cell:
     return cell(percentile(lat, 50), [], f"p50 of {len(lat)}, build+delay+get")
 
 
+def _foreach(t: NbTasks, s: Sizes) -> Cell:
+    """``chain(upto.s(10), foreach(add.s(1)))``: a fan-out decided at run time."""
+    from .tasks import FOREACH_ITEMS as n
+    one = _e2e(lambda: t.nc.chain(t.upto.s(n), t.nc.foreach(t.add.s(1))), list(range(1, n + 1)))
+    for _ in range(5):
+        one()
+    lat = [one() * 1e3 for _ in range(s.small_group_samples)]
+    return cell(percentile(lat, 50), [], f"p50 of {len(lat)}: chain(upto.s({n}), "
+                f"foreach(add.s(1))), build+delay+get")
+
+
 def _par_eff(t: NbTasks, s: Sizes, repeat: int) -> Cell:
     ideal = s.par_tasks * s.par_ms / 1000.0 / s.threads
     run = _e2e(lambda: t.nc.group(t.sleep.s(s.par_ms, i) for i in range(s.par_tasks)),
@@ -297,6 +309,7 @@ def workloads(t: NbTasks, s: Sizes, repeat: int, client: Any) -> dict[str, Cell]
     r["latency_nb_p50"] = r["latency_p50"].pop("nb", r["latency_p50"])
     r["group1_get"] = guarded("group of 1", lambda: _small_group(t, s, 1))
     r["group10_get"] = guarded("group of 10", lambda: _small_group(t, s, 10))
+    r["foreach_get"] = guarded("map over a result", lambda: _foreach(t, s))
     r["par_eff"] = guarded("parallel efficiency", lambda: _par_eff(t, s, repeat))
     r["pipe"] = guarded("sig | x", lambda: _pipe(t, s, repeat))
     r["build"] = guarded("build+compile", lambda: _compile(t, s, repeat))

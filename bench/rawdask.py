@@ -111,6 +111,25 @@ def _small_group(client: Any, s: Sizes, n: int) -> Cell:
     return cell(percentile(lat, 50), [], f"p50 of {len(lat)}, map+gather")
 
 
+def _map_over_result(client: Any, s: Sizes) -> Cell:
+    """``upto(10)``, then a task that maps ``add`` over it from the worker (``map_add``)."""
+    n = tasks.FOREACH_ITEMS
+
+    def run() -> float:
+        t0 = time.perf_counter()
+        items = client.submit(tasks.upto, n, pure=False)
+        v = client.submit(tasks.map_add, items, 1, pure=False).result(timeout=TIMEOUT)
+        dt = time.perf_counter() - t0
+        if v != list(range(1, n + 1)):
+            raise AssertionError("wrong result")
+        return dt
+    for _ in range(5):
+        run()
+    lat = [run() * 1e3 for _ in range(s.small_group_samples)]
+    return cell(percentile(lat, 50), [], f"p50 of {len(lat)}: submit(upto), then a task that "
+                f"maps add over it with worker_client (tasks launching tasks)")
+
+
 def _par_eff(client: Any, s: Sizes, repeat: int) -> Cell:
     ideal = s.par_tasks * s.par_ms / 1000.0 / s.threads
 
@@ -159,6 +178,7 @@ def workloads(client: Any, s: Sizes, repeat: int, tuned: bool) -> dict[str, Cell
     r["latency_p90"] = r["latency_p50"].pop("p90", r["latency_p50"])
     r["group1_get"] = guarded("group of 1", lambda: _small_group(client, s, 1))
     r["group10_get"] = guarded("group of 10", lambda: _small_group(client, s, 10))
+    r["foreach_get"] = guarded("map over a result", lambda: _map_over_result(client, s))
     r["par_eff"] = guarded("parallel efficiency", lambda: _par_eff(client, s, repeat))
     r["pipe"] = na("n/a: no `|` in raw dask")
     r["build"] = guarded("build graph", lambda: _build(

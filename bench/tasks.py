@@ -9,7 +9,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["add", "tsum", "sleep_ms", "nested_chords"]
+__all__ = ["add", "tsum", "sleep_ms", "upto", "map_add", "nested_chords", "FOREACH_ITEMS"]
+
+#: items of the "map over a result" row: a step returns a list, the next maps a task over it
+FOREACH_ITEMS = 10
 
 
 def add(x: int, y: int) -> int:
@@ -26,6 +29,19 @@ def sleep_ms(ms: float, i: int = 0) -> int:
     """Sleep ``ms`` milliseconds (a task with real duration); returns ``i``."""
     time.sleep(ms / 1000.0)
     return i
+
+
+def upto(n: int) -> list[int]:
+    """``[0, ..., n - 1]``: a result whose length is known only once it is computed."""
+    return list(range(n))
+
+
+def map_add(items: list[int], y: int) -> list[int]:
+    """raw dask's way to map a task over a result: a task that launches tasks (``worker_client``,
+    dask's "launch tasks from tasks"), one ``add(x, y)`` per item, and gathers them."""
+    from distributed import worker_client
+    with worker_client() as client:
+        return client.gather(client.map(add, items, [y] * len(items), pure=False))
 
 
 def nested_chords(add: Any, tsum: Any, depth: int, fanout: int, chord: Callable[..., Any]) -> Any:
