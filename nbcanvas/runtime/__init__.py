@@ -114,10 +114,16 @@ def run_units_local(units: dict[str, Any], ctx: Ctx) -> dict[str, dict[str, Any]
     return done
 
 
-def execute_local(sig: Any, ctx: Ctx) -> Any:
-    """Run a canvas with fan-out in this process (``apply()``, and dynamic steps in it)."""
+def execute_local(sig: Any, ctx: Ctx, in_place: bool = False) -> Any:
+    """Run a canvas with fan-out in this process (``apply()``, and dynamic steps in it).
+
+    ``in_place``: a fan-out of tasks known to be tiny, run on the worker that made it (see
+    ``runtime.dynamic.run_canvas``); its groups run as the batches the client would send
+    (one program per group, half the cost per element of a unit each).
+    """
     from ..compile import compile_canvas
-    cg = compile_canvas(sig, ctx.token, parallelism=1, fusion=True, batching=False)
+    cg = compile_canvas(sig, ctx.token, parallelism=1, fusion=True, batching=in_place,
+                        tiny=ctx.tiny if in_place else None, batch_tags=False)
     done = run_units_local(cg.units, ctx)
     return outcome_at(cg.result, done)
 

@@ -44,7 +44,7 @@ def run_canvas(sig: Signature, value: Any, ctx: Any) -> Any:
         return run_prog(to_prog(sig, False, {}), NO_INPUT, ctx)
     if cheap_in_place(sig, ctx.tiny):  # less work than one hop: no fan-out through dask
         from . import execute_local
-        return execute_local(sig, ctx)
+        return execute_local(sig, ctx, in_place=True)
     return ctx.execute(sig, ctx)
 
 
