@@ -92,9 +92,12 @@ def test_embedded_cluster_started_on_first_use_and_closed_quietly():
         @nc.task
         def upto(n):
             return list(range(n))
+        @nc.task
+        def inc(x):  # not timed yet: its fan-out goes through dask, not in place
+            return x + 1
         # a fan-out made at run time goes through a worker's own client: no batching delay
         # there either, nor on the scheduler's stream back to it
-        print("fan-out", (upto.s(6) | nc.foreach(add.s(1))).delay().get(timeout=60))
+        print("fan-out", (upto.s(6) | nc.foreach(inc.s())).delay().get(timeout=60))
         def own(dask_worker):
             c = getattr(dask_worker, "_client", None)
             return None if c is None else c.scheduler_comm.interval
