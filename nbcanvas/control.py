@@ -133,8 +133,7 @@ def _retry_cluster(h: WorkflowHandle, cg: Any, rerun: dict[str, str], reset: lis
             continue
         deps = [rerun.get(h.keymap.get(d, d), h.keymap.get(d, d)) for d in unit.deps]
         new = rerun[live]
-        prog = UnitProgram(new, tuple(unit.progs), reuse=True,
-                           tiny=(cg.tiny or None) if key in cg.fan_outs else None)
+        prog = UnitProgram(new, tuple(unit.progs), reuse=True, tiny=cg.tiny_for(key))
         graph[new] = Task(new, run_unit, prog, token, *[TaskRef(d) for d in deps], TaskRef(live))
     h.store.reset(reset)
     old_futures = {k: backend.futures[k] for k in rerun if k in backend.futures}

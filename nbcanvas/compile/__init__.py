@@ -37,6 +37,11 @@ class CompiledGraph:
     tiny: dict[str, float] = field(default_factory=dict)  # as compiled with (see compile_canvas)
     fan_outs: frozenset[str] = frozenset()  # keys of units with a foreach or branch step
 
+    def tiny_for(self, key: str) -> dict[str, float] | None:
+        """What unit ``key`` carries of ``tiny``: only a unit with a foreach or branch step
+        sizes fan-outs (``UnitProgram.tiny``)."""
+        return (self.tiny or None) if key in self.fan_outs else None
+
     @property
     def keys(self) -> list[str]:
         """Every dask key of the workflow."""
@@ -69,5 +74,4 @@ def compile_canvas(sig: Signature, workflow_id: str, *, parallelism: int = 2, fu
     with no_gc():
         out = low.lower(sig, None, 0, {})
     return CompiledGraph(workflow_id, sig, low.units, low.nodes, out, tiny=low.tiny,
-                         fan_outs=frozenset(k for k in low.fan_outs if k is not None))
-
+                         fan_outs=frozenset(low.fan_outs))

@@ -182,7 +182,7 @@ class Lowering:
         self.units: dict[str, Unit] = {}
         self.nodes: dict[str, NodeInfo] = {}
         #: keys of units holding a step decided at run time (foreach, branch)
-        self.fan_outs: set[str | None] = set()
+        self.fan_outs: set[str] = set()
 
     # -- node table --------------------------------------------------------------------------
     def _table(self, sig: Signature, step: int, key: str | None, parent: str | None,
@@ -197,9 +197,10 @@ class Lowering:
                                                par, key, members)
             inside = node.id if not isinstance(node, chain) else par
             if isinstance(node, foreach):  # its body is a template: announced at run time
-                self.fan_outs.add(key)
+                if key is not None:
+                    self.fan_outs.add(key)
             else:
-                if isinstance(node, branch):
+                if key is not None and isinstance(node, branch):
                     self.fan_outs.add(key)
                 for c in node.children():
                     stack.append((c, inside, cb))

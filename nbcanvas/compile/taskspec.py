@@ -71,7 +71,7 @@ def to_dask_graph(cg: CompiledGraph) -> Any:
     inline = inline_ids(cg.result, cg.nodes)
     for key, unit in cg.units.items():
         prog = UnitProgram(key, tuple(unit.progs), inline=inline.get(key, frozenset()),
-                           tiny=(cg.tiny or None) if key in cg.fan_outs else None)
+                           tiny=cg.tiny_for(key))
         task = Task(key, run_unit, prog, wf, *[TaskRef(d) for d in unit.deps])
         if not unit.routing:
             plain[key] = task
