@@ -73,3 +73,20 @@ def add_one_via_subtask(x, timeout=20.0):
 def scheduler_seen():
     """The scheduler a task's own ``delay()`` would go to (the default app's connection)."""
     return nc.connect().scheduler.address
+
+
+@app.task(name="control.items")
+def items(n, path):
+    with open(path, "a") as f:
+        f.write("items\n")
+    return list(range(n))
+
+
+@app.task(name="control.flaky_item")
+def flaky_item(x, path, flag, bad):
+    """``x * 10``; fails for item ``bad`` until ``flag`` exists. Logs ``e<x>`` each run."""
+    with open(path, "a") as f:
+        f.write(f"e{x}\n")
+    if x == bad and not os.path.exists(flag):
+        raise OSError("not yet")
+    return x * 10

@@ -195,6 +195,41 @@ def test_retry_runs_only_what_did_not_succeed(dask_client, tmp_path, mode):
     assert r.state == "SUCCESS" and r.handle.store.counts() == {"SUCCESS": 6}
 
 
+@pytest.mark.parametrize("in_place", [False, True])
+def test_retry_of_a_foreach_fused_into_its_chain_reruns_only_the_failed_element(
+        dask_client, tmp_path, in_place):
+    """The steps around a foreach share its unit: a retry re-runs that unit, reusing the steps
+    and elements that succeeded, whether the fan-out went through dask or ran in place."""
+    from nbcanvas import store
+    log, flag = tmp_path / "log", str(tmp_path / "flag")
+    wf = nc.chain(t.items.s(3, str(log)), nc.foreach(t.flaky_item.s(str(log), flag, 1)),
+                  t.collect.s())
+    def made() -> int:  # tasks (or batches) of that name the scheduler has ever had
+        return dask_client.run_on_scheduler(lambda dask_scheduler: sum(
+            sum(p.state_counts.values()) for name, p in dask_scheduler.task_prefixes.items()
+            if name.startswith("flaky_item")))
+    before = made()
+    saved = dict(store.DURATIONS)
+    for name in ("items", "flaky_item", "collect"):
+        store.DURATIONS.pop(name, None)
+        if in_place:
+            store.DURATIONS[name] = 1e-5
+    try:
+        r = wf.delay()
+        with pytest.raises(OSError):
+            r.get(timeout=30)
+        assert r.handle.store.wait(lambda s: s.finished(), 30)
+        assert len({row.key for row in r.handle.nodes.values() if row.key}) == 1  # fused
+        assert sorted(_lines(log)) == ["e0", "e1", "e2", "items"]
+        Path(flag).touch()
+        assert r.retry().get(timeout=30) == [0, 10, 20]
+    finally:
+        store.DURATIONS.clear()
+        store.DURATIONS.update(saved)
+    assert sorted(_lines(log)) == ["e0", "e1", "e1", "e2", "items"]  # each success ran once
+    assert (made() == before) is in_place  # in place: no dask task of the element's name
+
+
 def test_retry_after_revoke_finishes_the_workflow(dask_client):
     r = nc.chain(t.slow.s(0), *[t.slow.s() for _ in range(20)]).delay()
     assert r.handle.store.wait(lambda s: s.counts().get("SUCCESS", 0) >= 2, 30)
