@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import Sizes
-from .common import Cell, cell, guarded, log, measure, na, percentile, split_latency
+from .common import Cell, guarded, log, measure, na, p50_ms, split_latency
 from .tasks import nested_chords
 
 __all__ = ["run", "serve", "wait_for_worker", "main"]
@@ -116,25 +116,19 @@ def run(mode: str, s: Sizes, repeat: int) -> dict[str, Cell]:
     r["latency_p50"] = guarded("latency", latency)
     r["latency_p90"] = r["latency_p50"].pop("p90", r["latency_p50"])
 
+    samples = max(2, s.small_group_samples // 3)  # ~0.5 s each: Celery polls every 0.5 s
+
     def small(n: int) -> Cell:
         one = _e2e(lambda: group([add.s(i, i) for i in range(n)]), [2 * i for i in range(n)])
-        for _ in range(2):
-            one()
-        samples = max(2, s.small_group_samples // 3)  # ~0.5 s each: Celery polls every 0.5 s
-        lat = [one() * 1e3 for _ in range(samples)]
-        return cell(percentile(lat, 50), [], f"p50 of {samples}")
+        return p50_ms(one, samples, "", warm=2)
     r["group1_get"] = guarded("group of 1", lambda: small(1))
     r["group10_get"] = guarded("group of 10", lambda: small(10))
 
     def foreach() -> Cell:
         from .tasks import FOREACH_ITEMS as n
         one = _e2e(lambda: chain(upto.s(n), dmap.s(add.s(1))), list(range(1, n + 1)))
-        for _ in range(2):
-            one()
-        samples = max(2, s.small_group_samples // 3)
-        lat = [one() * 1e3 for _ in range(samples)]
-        return cell(percentile(lat, 50), [], f"p50 of {samples}: chain(upto.s({n}), "
-                    f"dmap.s(add.s(1))), dmap replacing itself by a group")
+        return p50_ms(one, samples, f": chain(upto.s({n}), dmap.s(add.s(1))), dmap "
+                      f"replacing itself by a group", warm=2)
     r["foreach_get"] = guarded("map over a result", foreach)
 
     def par_eff() -> Cell:

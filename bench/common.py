@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Cell", "cell", "na", "error_cell", "measure", "guarded", "percentile",
+__all__ = ["Cell", "cell", "na", "error_cell", "measure", "guarded", "percentile", "p50_ms",
            "split_latency", "timed", "rss_mb", "reset_peak_rss", "Procs", "free_port", "log",
            "ROOT", "install_signal_handlers"]
 
@@ -92,6 +92,15 @@ def measure(run: Callable[[], float], repeat: int, budget: float = 20.0,
     if len(runs) < repeat:
         note = "; ".join(x for x in (note, f"{len(runs)} of {repeat} runs (time budget)") if x)
     return cell(statistics.median(runs), runs, note)
+
+
+def p50_ms(run: Callable[[], float], samples: int, note: str, warm: int = 5) -> Cell:
+    """The p50 of ``samples`` calls of ``run`` (each returns seconds), in ms, after ``warm``
+    untimed calls; the note says how many."""
+    for _ in range(warm):
+        run()
+    lat = [run() * 1e3 for _ in range(samples)]
+    return cell(percentile(lat, 50), [], f"p50 of {len(lat)}{note}")
 
 
 def guarded(name: str, fn: Callable[[], Cell]) -> Cell:

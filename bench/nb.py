@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import Sizes
-from .common import Cell, cell, guarded, log, measure, na, percentile, split_latency
+from .common import Cell, cell, guarded, log, measure, na, p50_ms, percentile, split_latency
 from .mem import run_probe
 from .tasks import nested_chords
 
@@ -198,25 +198,19 @@ def _small_group(t: NbTasks, s: Sizes, n: int) -> Cell:
     def one() -> float:
         t0 = time.perf_counter()
         out = t.nc.group(t.add.s(i, i) for i in range(n)).delay().get(timeout=GET_TIMEOUT)
-        dt = (time.perf_counter() - t0) * 1e3
+        dt = time.perf_counter() - t0
         if out != [2 * i for i in range(n)]:
             raise AssertionError("wrong result")
         return dt
-    for _ in range(5):
-        one()
-    lat = [one() for _ in range(s.small_group_samples)]
-    return cell(percentile(lat, 50), [], f"p50 of {len(lat)}, build+delay+get")
+    return p50_ms(one, s.small_group_samples, ", build+delay+get")
 
 
 def _foreach(t: NbTasks, s: Sizes) -> Cell:
     """``chain(upto.s(10), foreach(add.s(1)))``: a fan-out decided at run time."""
     from .tasks import FOREACH_ITEMS as n
     one = _e2e(lambda: t.nc.chain(t.upto.s(n), t.nc.foreach(t.add.s(1))), list(range(1, n + 1)))
-    for _ in range(5):
-        one()
-    lat = [one() * 1e3 for _ in range(s.small_group_samples)]
-    return cell(percentile(lat, 50), [], f"p50 of {len(lat)}: chain(upto.s({n}), "
-                f"foreach(add.s(1))), build+delay+get")
+    return p50_ms(one, s.small_group_samples,
+                  f": chain(upto.s({n}), foreach(add.s(1))), build+delay+get")
 
 
 def _par_eff(t: NbTasks, s: Sizes, repeat: int) -> Cell:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import Sizes, tasks
-from .common import Cell, cell, guarded, log, measure, na, percentile, split_latency
+from .common import Cell, guarded, log, measure, na, p50_ms, split_latency
 from .mem import run_probe
 
 __all__ = ["run_dask", "chain_graph", "chord_graph", "nested_graph"]
@@ -104,11 +104,7 @@ def _latency(client: Any, s: Sizes) -> Cell:
 
 
 def _small_group(client: Any, s: Sizes, n: int) -> Cell:
-    run = _group(client, n)
-    for _ in range(5):
-        run()
-    lat = [run() * 1e3 for _ in range(s.small_group_samples)]
-    return cell(percentile(lat, 50), [], f"p50 of {len(lat)}, map+gather")
+    return p50_ms(_group(client, n), s.small_group_samples, ", map+gather")
 
 
 def _map_over_result(client: Any, s: Sizes) -> Cell:
@@ -123,11 +119,8 @@ def _map_over_result(client: Any, s: Sizes) -> Cell:
         if v != list(range(1, n + 1)):
             raise AssertionError("wrong result")
         return dt
-    for _ in range(5):
-        run()
-    lat = [run() * 1e3 for _ in range(s.small_group_samples)]
-    return cell(percentile(lat, 50), [], f"p50 of {len(lat)}: submit(upto), then a task that "
-                f"maps add over it with worker_client (tasks launching tasks)")
+    return p50_ms(run, s.small_group_samples, ": submit(upto), then a task that maps add over "
+                  "it with worker_client (tasks launching tasks)")
 
 
 def _par_eff(client: Any, s: Sizes, repeat: int) -> Cell:
