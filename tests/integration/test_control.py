@@ -65,6 +65,33 @@ def test_revoke_terminate_interrupts_a_running_step(dask_client):
     terminate_a_running_step()
 
 
+def test_revoke_terminate_interrupts_a_fan_out_running_in_place(dask_client):
+    """A foreach whose tasks the client believes tiny runs them inside its unit, one after
+    another: terminate interrupts the one running, and the others never start."""
+    from nbcanvas import store
+    before = _made(dask_client, "spin")
+    saved = dict(store.DURATIONS)
+    store.DURATIONS.update({"collect": 1e-5, "spin": 1e-5})  # believed tiny: in place
+    try:
+        sig = nc.chain(t.collect.s([60, 60, 60]), nc.foreach(t.spin.s())).freeze()
+        r = sig.delay()
+    finally:
+        store.DURATIONS.clear()
+        store.DURATIONS.update(saved)
+    body = sig.tasks[1].body.id
+    st = r.handle.store
+    assert st.wait(lambda s: s.state(f"{body}:0") == "STARTED", 30)
+    t0 = time.monotonic()
+    r.revoke(terminate=True)
+    with pytest.raises(nc.TaskRevokedError):
+        r.get(timeout=30)
+    assert time.monotonic() - t0 < 30  # the 60 s loop was interrupted
+    assert st.wait(lambda s: s.finished(), 30)
+    assert [st.state(f"{body}:{i}") for i in range(3)] == ["REVOKED"] * 3
+    assert all(st.get(f"{body}:{i}").started is None for i in (1, 2))  # never started
+    assert _made(dask_client, "spin") == before  # no dask task of spin's: it ran in place
+
+
 def test_get_timeout_raises_and_cancels_nothing(dask_client):
     r = t.slow.s(1, delay=1.0).delay()
     with pytest.raises(nc.TimeoutError):
@@ -195,6 +222,13 @@ def test_retry_runs_only_what_did_not_succeed(dask_client, tmp_path, mode):
     assert r.state == "SUCCESS" and r.handle.store.counts() == {"SUCCESS": 6}
 
 
+def _made(client, name: str) -> int:
+    """How many tasks (or batches) of task ``name`` the scheduler has ever had."""
+    return client.run_on_scheduler(lambda dask_scheduler: sum(
+        sum(p.state_counts.values()) for prefix, p in dask_scheduler.task_prefixes.items()
+        if prefix == name or prefix.startswith(f"{name}_batch")))
+
+
 @pytest.mark.parametrize("in_place", [False, True])
 def test_retry_of_a_foreach_fused_into_its_chain_reruns_only_the_failed_element(
         dask_client, tmp_path, in_place):
@@ -204,11 +238,7 @@ def test_retry_of_a_foreach_fused_into_its_chain_reruns_only_the_failed_element(
     log, flag = tmp_path / "log", str(tmp_path / "flag")
     wf = nc.chain(t.items.s(3, str(log)), nc.foreach(t.flaky_item.s(str(log), flag, 1)),
                   t.collect.s())
-    def made() -> int:  # tasks (or batches) of that name the scheduler has ever had
-        return dask_client.run_on_scheduler(lambda dask_scheduler: sum(
-            sum(p.state_counts.values()) for name, p in dask_scheduler.task_prefixes.items()
-            if name.startswith("flaky_item")))
-    before = made()
+    before = _made(dask_client, "flaky_item")
     saved = dict(store.DURATIONS)
     for name in ("items", "flaky_item", "collect"):
         store.DURATIONS.pop(name, None)
@@ -227,7 +257,7 @@ def test_retry_of_a_foreach_fused_into_its_chain_reruns_only_the_failed_element(
         store.DURATIONS.clear()
         store.DURATIONS.update(saved)
     assert sorted(_lines(log)) == ["e0", "e1", "e1", "e2", "items"]  # each success ran once
-    assert (made() == before) is in_place  # in place: no dask task of the element's name
+    assert (_made(dask_client, "flaky_item") == before) is in_place  # in place: no dask task
 
 
 def test_retry_after_revoke_finishes_the_workflow(dask_client):
