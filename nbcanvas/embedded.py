@@ -212,14 +212,36 @@ def _close_at_exit() -> None:
     running = [h for h in handles()
                if getattr(getattr(h.backend, "conn", None), "client", None) is client
                and not h.forgotten and not _ready(h)]
-    for name in [n for n in logging.root.manager.loggerDict if n.startswith("distributed")]:
-        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
-    logging.getLogger("distributed").setLevel(logging.CRITICAL + 1)
+    _silence_distributed()
+    if _embedded[2] == "processes":
+        _quiet_workers(client)
     if running:
         print(f"nbcanvas: {len(running)} workflow(s) still running at exit were stopped with "
               f"the embedded cluster, which lives in this process (call .get() on a result "
               f"to wait for it)", file=sys.stderr)
     close()
+
+
+def _silence_distributed() -> None:
+    """distributed's loggers in this process say nothing more."""
+    for name in [n for n in logging.root.manager.loggerDict if n.startswith("distributed")]:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+    logging.getLogger("distributed").setLevel(logging.CRITICAL + 1)
+
+
+def _quiet_workers(client: Client, timeout: float = 2.0) -> None:
+    """The worker processes go quiet too, before the cluster closes: a heartbeat that the
+    closing cluster cuts off is logged there as an ERROR with a page of traceback (one exit of
+    a short script in twelve, here). Bounded by ``timeout``: a worker stuck in a task does not
+    hold up the exit."""
+    import asyncio
+
+    async def run() -> None:
+        await asyncio.wait_for(client._run(_silence_distributed, on_error="ignore"), timeout)
+    try:
+        client.sync(run)
+    except Exception:  # noqa: BLE001 - at exit, a worker we cannot reach stays as it is
+        pass
 
 
 def _ready(h: Any) -> bool:

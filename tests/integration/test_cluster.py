@@ -1,6 +1,7 @@
 """Where workflows run: explicit client, current client, env address, embedded cluster, CLI."""
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -104,6 +105,12 @@ def test_embedded_cluster_started_on_first_use_and_closed_quietly():
         owns = [v for v in client.run(own).values() if v is not None]
         print("worker clients", len(owns) > 0, set(owns), len(sched.client_comms) > 1,
               {s.interval for s in sched.client_comms.values()})
+        # at exit the worker processes go quiet before the cluster closes
+        import logging
+        from nbcanvas.embedded import _quiet_workers
+        _quiet_workers(client)
+        print("quiet workers", set(client.run(
+            lambda: logging.getLogger("distributed.worker").level).values()))
     """
     env = {"DASK_SCHEDULER_ADDRESS": ""}
     out = _run(code, env)
@@ -116,6 +123,7 @@ def test_embedded_cluster_started_on_first_use_and_closed_quietly():
     assert "loops ['uvloop']" in out.stdout  # the scheduler's thread and every worker
     assert "fan-out [1, 2, 3, 4, 5, 6]" in out.stdout
     assert "worker clients True {0.0} True {0.0}" in out.stdout, out.stdout
+    assert f"quiet workers {{{logging.CRITICAL + 1}}}" in out.stdout, out.stdout
     assert "Traceback" not in out.stderr and "ERROR" not in out.stderr, out.stderr
     assert "nbcanvas:" not in out.stderr  # nothing was left running
 
