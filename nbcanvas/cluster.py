@@ -22,9 +22,10 @@ from distributed import Client
 from . import embedded
 from .errors import ImproperlyConfigured
 from .events import dispatch
-from .plugins import NbcanvasScheduler, NbcanvasWorker
+from .plugins import NbcanvasScheduler
 from .runtime.emit import TOPIC
 from .schedtune import send_now
+from .workerplugin import NbcanvasWorker
 
 __all__ = ["Connection", "connection", "connect", "close_embedded", "in_task", "off_the_pool",
            "scheduler_address", "CONNECT_TIMEOUT"]

@@ -1,9 +1,8 @@
-"""The scheduler plugin and the worker plugin (run stage).
+"""The scheduler plugin (run stage); the worker plugin is ``nbcanvas.workerplugin``.
 
-Scheduler side: one record per workflow (structure, node table, keys, states fed by the
-event topic), kept -- with its results -- until ``forget()``; lookups for re-attaching; the
-workflow list; race-free revoke. Worker side: the revoke handler that fills the runtime's
-local revoked set and, with ``terminate``, interrupts running steps.
+One record per workflow (structure, node table, keys, states fed by the event topic), kept --
+with its results -- until ``forget()``; lookups for re-attaching; the workflow list; race-free
+revoke (acknowledged by every worker's plugin).
 """
 from __future__ import annotations
 
@@ -12,13 +11,12 @@ import logging
 import time
 from typing import Any
 
-from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
+from distributed.diagnostics.plugin import SchedulerPlugin
 
-from .runtime import release_events, run_unit
 from .runtime.emit import TOPIC
 from .schedtune import hands_out_blocks, inline_small_graphs, keep_few_events, send_now
 
-__all__ = ["NbcanvasScheduler", "NbcanvasWorker", "HOLDER", "summary"]
+__all__ = ["NbcanvasScheduler", "HOLDER", "summary"]
 
 logger = logging.getLogger("nbcanvas")
 
@@ -28,7 +26,6 @@ _READY = ("SUCCESS", "FAILURE", "REVOKED", "NOT_RUN")
 #: a task's row before its first event: (state, meta, started, finished, retries, info)
 _PENDING_ROW = ("PENDING", None, None, None, 0, None)
 _TASK_KINDS = ("signature", "xmap", "foreach", "branch", "callback")
-_RAN, _ENDED = ("executing", "long-running"), ("memory", "error")  # a worker's task states
 
 
 def summary(rec: dict[str, Any]) -> dict[str, Any]:
@@ -348,52 +345,3 @@ class NbcanvasScheduler(SchedulerPlugin):
         interval = getattr(self, "_client_interval", None)
         if interval is not None:
             asyncio.get_running_loop().call_soon(self.tune, client, interval)
-
-
-class NbcanvasWorker(WorkerPlugin):
-    """Revoke on the worker: fill the local set, ack; with terminate, interrupt steps. Sends
-    a unit's last events with its result (see ``runtime.emit``)."""
-
-    name = "nbcanvas"
-    idempotent = True
-
-    def __init__(self, batch_interval: float | None = None, batch_tags: bool = True) -> None:
-        self.batch_interval = batch_interval
-        #: canvases compiled on these workers (a dynamic fan-out) name their batches per
-        #: workflow, as the client does for this cluster (``compile_canvas(batch_tags=)``)
-        self.batch_tags = batch_tags
-
-    async def setup(self, worker: Any) -> None:
-        from .runtime.interp import revoke_local
-        worker.handlers["nbcanvas_revoke"] = self._revoke
-        self._worker = worker
-        worker._nbcanvas_releases = True
-        if self.batch_interval is not None:
-            worker.batched_stream.interval = self.batch_interval
-        try:  # a worker that joins later learns what is already revoked
-            for wf in await worker.scheduler.nbcanvas_revoked():
-                revoke_local(wf)
-        except Exception:
-            pass
-
-    def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
-        """Called on the worker's event loop for every task transition, before the messages it
-        makes are sent: a unit's held events go first, in the same message batch as its result
-        (one write to the scheduler and one wake-up there, instead of two)."""
-        worker = getattr(self, "_worker", None)  # None: its setup failed, logged by dask
-        if worker is None:
-            return
-        release_events(worker)
-        # a unit's result (and its events before it) leave now, not after a 2 ms interval
-        if start in _RAN and finish in _ENDED and worker.batched_stream.interval:
-            ts = worker.state.tasks.get(key)
-            if getattr(getattr(ts, "run_spec", None), "func", None) is run_unit:
-                asyncio.get_running_loop().call_soon(send_now, worker.batched_stream)
-
-    @staticmethod
-    def _revoke(comm: Any = None, wf: str | None = None, terminate: bool = False) -> str:
-        from .errors import TaskRevokedError
-        from .runtime.interp import revoke_local
-        assert wf is not None
-        revoke_local(wf, TaskRevokedError if terminate else None)
-        return "OK"

@@ -61,6 +61,7 @@ STAGE_OF: dict[str, str] = {
     "embedded": "run",
     "submit": "run",
     "plugins": "run",
+    "workerplugin": "run",
     "schedtune": "run",
     "result": "run",
     "handle": "run",
