@@ -1,8 +1,9 @@
 """nbcanvas's own cluster: a ``LocalCluster`` started on first use and closed at exit.
 
 Its shape is chosen for small, latency-bound workflows on a laptop: one single-threaded worker
-per core, ``worker-saturation: inf``, event loops on uvloop, and this process's client talking
-to the scheduler in memory. dask's config ``nbcanvas.embedded.pool`` (read when it starts, also
+per core, ``worker-saturation: inf``, event loops on uvloop, this process's client talking
+to the scheduler in memory, and a task that comes alone going to the idle worker that ran the
+last one (``schedtune.warm_worker_first``). dask's config ``nbcanvas.embedded.pool`` (read when it starts, also
 as ``DASK_NBCANVAS__EMBEDDED__POOL``) chooses the workers, as Celery's ``--pool`` does:
 
 - ``"processes"`` (the default; Celery's name ``"prefork"`` is accepted): one worker process
@@ -27,6 +28,7 @@ from distributed import Client
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from .errors import ImproperlyConfigured
+from .schedtune import warm_worker_first
 from .shipping import workers_here
 
 __all__ = ["POOLS", "embedded_pool", "start", "running", "close"]
@@ -79,6 +81,7 @@ def start() -> Client:
             client = _in_memory_client(cluster)
         cluster.sync(cluster.scheduler.register_scheduler_plugin, _NoMessageLogs(),
                      idempotent=True)
+        warm_worker_first(cluster.scheduler)  # one task after another: the same warm worker
         if threads:
             for worker in cluster.workers.values():
                 # tasks that send workflows use this client (dask's get_client() would make

@@ -186,3 +186,42 @@ def test_send_now_writes_a_waiting_stream_at_once_and_leaves_the_others():
         unbatched.next_deadline = time.time() + 1
         assert not send_now(unbatched)
     asyncio.run(main())
+
+
+_together = __import__("threading").Barrier(2, timeout=60)
+
+
+@app.task(name="ts.where")
+def where():
+    from distributed import get_worker
+    return get_worker().address
+
+
+@app.task(name="ts.where_together")
+def where_together():
+    """Returns only once another call runs at the same time (in this process: threads pool)."""
+    from distributed import get_worker
+    _together.wait()
+    return get_worker().address
+
+
+def test_the_embedded_cluster_gives_tasks_that_come_alone_to_the_same_warm_worker(
+        threads_client):
+    """dask takes turns among idle workers; the embedded scheduler keeps to the one that ran
+    the last task (a warm process), and still spreads tasks that come together."""
+    from nbcanvas import embedded
+    from nbcanvas.schedtune import warm_worker_first
+    scheduler = embedded._embedded[0].scheduler
+    assert getattr(scheduler.decide_worker_non_rootish, "nbcanvas", False)
+    assert warm_worker_first(scheduler) is True  # installed once: a second call changes nothing
+    saved = (app._target, app._runtime)
+    app.connect(threads_client)
+    try:
+        ran = {where.delay().get(timeout=60) for _ in range(8)}
+        assert len(ran) == 1, ran  # dask's turns would use both workers
+        first, second = where_together.delay(), where_together.delay()
+        both = {first.get(timeout=60), second.get(timeout=60)}
+        assert len(both) == 2  # the warm worker was busy: the second went to the other
+        assert {where.delay().get(timeout=60) for _ in range(4)} <= both
+    finally:
+        app._target, app._runtime = saved
