@@ -16,7 +16,7 @@ from typing import Any
 from .runtime.emit import TOPIC
 
 __all__ = ["INLINE_UNITS", "KEEP_EVENTS", "inline_small_graphs", "keep_few_events", "send_now",
-           "hands_out_blocks", "warm_worker_first"]
+           "hands_out_blocks", "WARM_SLACK", "warm_worker_first"]
 
 #: nbcanvas graphs of at most this many units are unpacked on the scheduler's event loop.
 INLINE_UNITS = 64
@@ -115,6 +115,10 @@ def hands_out_blocks(scheduler: Any) -> bool:
     return math.isinf(saturation) and getattr(scheduler, "rootish_tg_threshold", 1) > 0
 
 
+#: bytes of kept data the warm worker may hold beyond dask's pick and still get the next task
+WARM_SLACK = 64 * 2**20
+
+
 def warm_worker_first(scheduler: Any) -> bool:
     """Give a task that may run anywhere to the idle worker that ran the last task, when dask
     would take turns among its idle workers.
@@ -124,8 +128,10 @@ def warm_worker_first(scheduler: Any) -> bool:
     loop) then wakes each worker process in turn, each with cold caches after sitting idle:
     about 0.3-0.5 ms more per round trip than one worker taking them all, measured with
     worker processes (A/B in one process). A worker with work in hand is never picked for
-    it: tasks that come together still spread as before. True once installed; False if
-    this scheduler has no such step.
+    it: tasks that come together still spread as before. Nor is one that holds
+    ``WARM_SLACK`` more data than dask's pick: there dask's turns stand, and the next task
+    goes to a worker with room (kept results, a notebook's large frames, do not pile up on
+    one worker). True once installed; False if this scheduler has no such step.
 
     >>> class Scheduler:
     ...     pass
@@ -144,6 +150,7 @@ def warm_worker_first(scheduler: Any) -> bool:
         warm = last[0]
         if (ws is not None and warm is not None and warm is not ws and not ws.processing
                 and not warm.processing and warm in scheduler.running
+                and warm.nbytes <= ws.nbytes + WARM_SLACK
                 and not ts.dependencies and scheduler.valid_workers(ts) is None):
             ws = warm
         last[0] = ws

@@ -7,7 +7,7 @@ import uuid
 import nbcanvas as nc
 from nbcanvas.cluster import connection
 from nbcanvas.runtime.emit import TOPIC
-from nbcanvas.schedtune import (INLINE_UNITS, KEEP_EVENTS, _small_nbcanvas_graph,
+from nbcanvas.schedtune import (INLINE_UNITS, KEEP_EVENTS, WARM_SLACK, _small_nbcanvas_graph,
                                 inline_small_graphs, send_now)
 
 app = nc.App("tests.test_schedtune", set_as_current=False)
@@ -197,6 +197,11 @@ def where():
     return get_worker().address
 
 
+@app.task(name="ts.blob")
+def blob(n):
+    return b"x" * n
+
+
 @app.task(name="ts.where_together")
 def where_together():
     """Returns only once another call runs at the same time (in this process: threads pool)."""
@@ -223,5 +228,18 @@ def test_the_embedded_cluster_gives_tasks_that_come_alone_to_the_same_warm_worke
         both = {first.get(timeout=60), second.get(timeout=60)}
         assert len(both) == 2  # the warm worker was busy: the second went to the other
         assert {where.delay().get(timeout=60) for _ in range(4)} <= both
+        # a warm worker holding WARM_SLACK more data than the other is passed over (the
+        # session's other tests may have left data on either: measured, not assumed)
+        warm = where.delay().get(timeout=60)
+        (other,) = set(scheduler.workers) - {warm}
+        held = scheduler.workers[other].nbytes - scheduler.workers[warm].nbytes
+        size = max(0, held) + WARM_SLACK + 2**20
+        big = blob.delay(size)
+        assert len(big.get(timeout=60)) == size  # kept on `warm`: too big to ride inline
+        assert scheduler.workers[warm].nbytes >= scheduler.workers[other].nbytes + WARM_SLACK
+        # dask's turns stand again: within two tasks one goes to `other`, which stays warm
+        after = [where.delay().get(timeout=60) for _ in range(4)]
+        assert after[2:] == [other, other], after
+        big.forget()
     finally:
         app._target, app._runtime = saved
