@@ -3,8 +3,9 @@
 Its shape is chosen for small, latency-bound workflows on a laptop: one single-threaded worker
 per core, ``worker-saturation: inf``, event loops on uvloop, this process's client talking
 to the scheduler in memory, and a task that comes alone going to the idle worker that ran the
-last one (``schedtune.warm_worker_first``). dask's config ``nbcanvas.embedded.pool`` (read when it starts, also
-as ``DASK_NBCANVAS__EMBEDDED__POOL``) chooses the workers, as Celery's ``--pool`` does:
+last one (``schedtune.warm_worker_first``). dask's config ``nbcanvas.embedded.pool`` (read
+when it starts, also as ``DASK_NBCANVAS__EMBEDDED__POOL``) chooses the workers, as Celery's
+``--pool`` does:
 
 - ``"processes"`` (the default; Celery's name ``"prefork"`` is accepted): one worker process
   per core. Pure-Python tasks run in parallel and apart from the kernel: a task that crashes

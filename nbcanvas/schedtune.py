@@ -126,7 +126,7 @@ def warm_worker_first(scheduler: Any) -> bool:
     With several idle workers and a task free of dependencies and restrictions, dask picks
     the next idle worker in turn. One task after another (a notebook's ``delay().get()``
     loop) then wakes each worker process in turn, each with cold caches after sitting idle:
-    about 0.3-0.5 ms more per round trip than one worker taking them all, measured with
+    0.2-0.35 ms more per round trip than one worker taking them all, measured with
     worker processes (A/B in one process). A worker with work in hand is never picked for
     it: tasks that come together still spread as before. Nor is one that holds
     ``WARM_SLACK`` more data than dask's pick: there dask's turns stand, and the next task

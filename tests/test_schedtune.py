@@ -2,6 +2,7 @@
 on real LocalClusters."""
 from __future__ import annotations
 
+import threading
 import uuid
 
 import nbcanvas as nc
@@ -188,7 +189,7 @@ def test_send_now_writes_a_waiting_stream_at_once_and_leaves_the_others():
     asyncio.run(main())
 
 
-_together = __import__("threading").Barrier(2, timeout=60)
+_together = threading.Barrier(2, timeout=60)
 
 
 @app.task(name="ts.where")
@@ -235,11 +236,14 @@ def test_the_embedded_cluster_gives_tasks_that_come_alone_to_the_same_warm_worke
         held = scheduler.workers[other].nbytes - scheduler.workers[warm].nbytes
         size = max(0, held) + WARM_SLACK + 2**20
         big = blob.delay(size)
-        assert len(big.get(timeout=60)) == size  # kept on `warm`: too big to ride inline
-        assert scheduler.workers[warm].nbytes >= scheduler.workers[other].nbytes + WARM_SLACK
-        # dask's turns stand again: within two tasks one goes to `other`, which stays warm
-        after = [where.delay().get(timeout=60) for _ in range(4)]
-        assert after[2:] == [other, other], after
-        big.forget()
+        try:
+            assert len(big.get(timeout=60)) == size  # kept on `warm`: too big to ride inline
+            assert (scheduler.workers[warm].nbytes
+                    >= scheduler.workers[other].nbytes + WARM_SLACK)
+            # dask's turns stand again: within two tasks one goes to `other`, which stays warm
+            after = [where.delay().get(timeout=60) for _ in range(4)]
+            assert after[2:] == [other, other], after
+        finally:
+            big.forget()
     finally:
         app._target, app._runtime = saved
