@@ -80,6 +80,10 @@ test: $(STAMP)
 test-unit: $(STAMP)
 	$(call step,pytest: unit + integration + doctests,$(UNIT_WALL),\
 		$(PY) -m pytest $(XDIST) --timeout=$(TEST_TIMEOUT) -m "not browser" tests nbcanvas $(wildcard README.md))
+	$(call step,pytest: worker deaths revoke and failures over nbtcp:// (the embedded comm),$(UNIT_WALL),\
+		env NBCANVAS_TEST_COMM=nbtcp $(PY) -m pytest $(XDIST) --timeout=$(TEST_TIMEOUT) \
+		tests/reliability/test_worker_death.py tests/reliability/test_failures.py \
+		tests/integration/test_control.py)
 
 # (b) nbval on every notebook, outputs compared after notebooks/nbval_sanitize.cfg
 test-notebooks: $(STAMP)

@@ -12,6 +12,13 @@ os.environ.setdefault("DASK_DISTRIBUTED__WORKER__DAEMON", "False")
 logging.getLogger("distributed").setLevel(logging.ERROR)
 
 
+def cluster_comm() -> dict[str, str]:
+    """``NBCANVAS_TEST_COMM=nbtcp`` runs the test clusters over nbcanvas.comm's ``nbtcp://``
+    (as the embedded cluster's worker processes talk), instead of distributed's ``tcp://``."""
+    scheme = os.environ.get("NBCANVAS_TEST_COMM", "").strip()
+    return {"protocol": f"{scheme}://"} if scheme else {}
+
+
 @pytest.fixture(scope="session")
 def dask_client() -> Iterator[object]:
     """A real LocalCluster with two worker processes, as the standards ask."""
@@ -19,7 +26,8 @@ def dask_client() -> Iterator[object]:
     from distributed import Client, LocalCluster
     with dask.config.set({"distributed.scheduler.worker-saturation": "inf"}):
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                               dashboard_address=":0", silence_logs=logging.ERROR)
+                               dashboard_address=":0", silence_logs=logging.ERROR,
+                               **cluster_comm())
         client = Client(cluster)
     yield client
     client.close()

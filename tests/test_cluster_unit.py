@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 import nbcanvas as nc
+from tests.conftest import cluster_comm
 from nbcanvas.cluster import Connection, _for_client, connection, scheduler_address
 from nbcanvas.events import drop_store, register_store
 from nbcanvas.runtime.emit import TOPIC
@@ -113,7 +114,8 @@ def test_rpc_calls_the_scheduler_plugin(dask_client):
 
 def test_address_is_what_other_processes_reach(dask_client):
     assert conn_of(dask_client).address == dask_client.scheduler.address
-    assert scheduler_address(dask_client).startswith("tcp://")
+    scheme = cluster_comm().get("protocol", "tcp://")  # NBCANVAS_TEST_COMM: nbtcp://
+    assert scheduler_address(dask_client).startswith(scheme)
 
 
 # -- a workflow's messages reach the client's loop together ------------------------------------

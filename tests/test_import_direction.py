@@ -59,6 +59,7 @@ STAGE_OF: dict[str, str] = {
     # run
     "cluster": "run",
     "embedded": "run",
+    "comm": "run",
     "submit": "run",
     "plugins": "run",
     "workerplugin": "run",

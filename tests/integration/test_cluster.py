@@ -76,9 +76,13 @@ def test_embedded_cluster_started_on_first_use_and_closed_quietly():
         from nbcanvas.embedded import _embedded
         print("workers", len(_embedded[0].workers))
         client, conn = nc.connect(), connection()
-        # this process's client talks to the scheduler in memory; other processes use TCP
+        # this process's client talks to the scheduler in memory; other processes use TCP,
+        # the worker processes nbtcp:// (nbcanvas.comm), which they find by its entry point
         print("comms", client.scheduler.address.split("://")[0], conn.address.split("://")[0],
               client.scheduler_info()["address"] == conn.address)
+        print("worker comms", sorted({type(c.comm).__name__ for c in
+                                      _embedded[0].scheduler.stream_comms.values()}),
+              sorted({a.split("://")[0] for a in _embedded[0].scheduler.workers}))
         print("dashboard", client.dashboard_link.startswith("http://"))
         sched = _embedded[0].scheduler  # no stream keeps copies of what it sent
         streams = [client.scheduler_comm, sched.client_comms[client.id],
@@ -119,6 +123,7 @@ def test_embedded_cluster_started_on_first_use_and_closed_quietly():
     from dask.system import CPU_COUNT
     assert f"workers {CPU_COUNT}" in out.stdout
     assert "comms inproc tcp True" in out.stdout and "dashboard True" in out.stdout
+    assert "worker comms ['LeanComm'] ['nbtcp']" in out.stdout, out.stdout
     assert f"message logs 0 {2 + CPU_COUNT}" in out.stdout
     assert "loops ['uvloop']" in out.stdout  # the scheduler's thread and every worker
     assert "fan-out [1, 2, 3, 4, 5, 6]" in out.stdout

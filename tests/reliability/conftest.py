@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import cluster_comm
 from tests.waiting import dask_cli, scheduler_address, stop_processes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +32,8 @@ def local_cluster(n_workers: int = 2, config: dict[str, Any] | None = None,
     from distributed import Client, LocalCluster
     with dask.config.set({"distributed.scheduler.worker-saturation": "inf", **(config or {})}):
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                               dashboard_address=":0", silence_logs=logging.CRITICAL, **kwargs)
+                               dashboard_address=":0", silence_logs=logging.CRITICAL,
+                               **{**cluster_comm(), **kwargs})
         client = Client(cluster, set_as_default=False)
     try:
         client.wait_for_workers(n_workers, timeout=60)
