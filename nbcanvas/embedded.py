@@ -2,8 +2,10 @@
 
 Its shape is chosen for small, latency-bound workflows on a laptop: one single-threaded worker
 per core, ``worker-saturation: inf``, event loops on uvloop, this process's client talking
-to the scheduler in memory, and a task that comes alone going to the idle worker that ran the
-last one (``schedtune.warm_worker_first``). dask's config ``nbcanvas.embedded.pool`` (read
+to the scheduler in memory, the worker processes over ``nbtcp://`` (:mod:`nbcanvas.comm`;
+dask's config ``nbcanvas.embedded.comm: tcp`` puts distributed's ``tcp://`` back), and a
+task that comes alone going to the idle worker that ran the last one
+(``schedtune.warm_worker_first``). dask's config ``nbcanvas.embedded.pool`` (read
 when it starts, also as ``DASK_NBCANVAS__EMBEDDED__POOL``) chooses the workers, as Celery's
 ``--pool`` does:
 
