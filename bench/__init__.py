@@ -42,6 +42,12 @@ class Sizes:
     nested_fanout: int = 3
     render: int = 10_000           # g.graph().pipe(format="svg")
     liveview: int = 10_000
+    # pairs of runs with and without the view. The view costs 2-3 % here, and a pair's ratio
+    # spreads with a standard deviation of 7-12 points on this shared machine: the median of 41
+    # pairs moved by several points between measurements of the same code (threads,
+    # 2026-12-04: 5.07, 2.76, 2.93, 2.13 in a row, 7.88 in a full run); 121 pairs gave 1.77 and
+    # 3.36 (a standard error of about 1.2 points against 2), about 2 minutes per column
+    liveview_pairs: int = 121
     memory: int = 100_000          # client RSS growth for build + delay + get
     kill_tasks: int = 1_000        # worker killed mid-group: tasks of kill_ms, runs
     kill_ms: float = 50.0
@@ -57,7 +63,8 @@ class Sizes:
         return cls(group=200, chain=20, chord=100, latency_samples=20, duel_blocks=2,
                    small_group_samples=4,
                    par_tasks=20, pipe=50, compile=200, nested_depth=3, nested_fanout=2,
-                   render=200, liveview=200, memory=2_000, kill_tasks=40, kill_runs=2,
+                   render=200, liveview=200, liveview_pairs=11, memory=2_000, kill_tasks=40,
+                   kill_runs=2,
                    quick=True)
 
     def to_dict(self) -> dict[str, Any]:

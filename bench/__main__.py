@@ -144,7 +144,7 @@ _ROWS = (
     "efficiency* is ideal time (tasks × 10 ms / 2 workers) over actual; *client RSS growth* is "
     "the peak RSS growth of a fresh client process for build + `delay()` + `.get()`; *live-view "
     "overhead* is how much longer a group takes with `nbcanvas.widgets.live_view(result)` "
-    "attached (median over 41 pairs of runs with and without it). Celery gets lists, not "
+    "attached (median over 121 pairs of runs with and without it). Celery gets lists, not "
     "generators, as group and chord headers (its chord is about twice as slow with a generator "
     "here).")
 

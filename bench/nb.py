@@ -62,12 +62,6 @@ def _e2e(build: Callable[[], Any], expect: Any) -> Callable[[], float]:
     return run
 
 
-#: pairs of runs (with and without the view) for the live-view overhead: the view costs 1-3 %
-#: here, and with 21 pairs whole measurements still spread over about 6 points on a shared
-#: machine (-0.6 to 6.6 % in one afternoon); twice the pairs shrink that by about 30 %
-LIVEVIEW_PAIRS = 41
-
-
 def live_view_overhead(t: NbTasks, s: Sizes, repeat: int) -> Cell:
     """Live-view overhead on a group: % longer build + delay + get with a live view attached.
 
@@ -112,7 +106,7 @@ def live_view_overhead(t: NbTasks, s: Sizes, repeat: int) -> Cell:
     except Exception as e:  # noqa: BLE001
         return na(f"n/a: live_view(result) failed: {type(e).__name__}: {str(e)[:160]}")
     plain, viewed = [], []
-    for i in range(max(repeat, LIVEVIEW_PAIRS)):
+    for i in range(max(repeat, s.liveview_pairs)):
         if i % 2:
             viewed.append(run(True))
             plain.append(run(False))

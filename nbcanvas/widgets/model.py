@@ -316,17 +316,32 @@ def _notes(nodes: Mapping[str, tuple], running: list[tuple[str, str]]) -> tuple[
     return tuple(lines)
 
 
+#: client id -> its dashboard link: distributed formats it from the whole environment each time
+#: (about 1 ms, a view's largest single cost when it is made while its workflow runs)
+_dashboards: dict[str, str | None] = {}
+
+
+def _dashboard(client: Any) -> str | None:
+    key = getattr(client, "id", None)
+    if key in _dashboards:
+        return _dashboards[key]
+    try:
+        link = client.dashboard_link
+    except Exception:  # no dashboard on this scheduler
+        link = None
+    if key is not None and link is not None:
+        if len(_dashboards) > 64:  # clients come and go in a long session
+            _dashboards.clear()
+        _dashboards[key] = link
+    return link
+
+
 def source_of(obj: Any) -> Source:
     """The :class:`Source` of a result (``AsyncResult``/``GroupResult``) or workflow handle."""
     handle = getattr(obj, "handle", obj)
     backend = handle.backend
-    dashboard = None
     conn = getattr(backend, "conn", None)
-    if conn is not None:
-        try:
-            dashboard = conn.client.dashboard_link
-        except Exception:  # no dashboard on this scheduler
-            dashboard = None
+    dashboard = None if conn is None else _dashboard(conn.client)
     found: list[Any] = []
 
     def futures() -> list[Any]:  # looked up on first use (10,000 keys: tens of ms)

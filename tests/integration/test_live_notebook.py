@@ -301,3 +301,27 @@ def test_a_views_source_says_once_that_all_results_are_in(dask_client, tmp_path,
     last = threading.Event()
     futures[-1].add_done_callback(lambda _f: last.set())
     assert last.wait(30) and calls == [True]
+
+
+def test_a_views_header_links_the_dask_dashboard_asked_once_per_client(dask_client):
+    """The link is distributed's, escaped; it is formatted once per client (distributed formats
+    it from the whole environment each time it is asked, about 1 ms of a view made while its
+    workflow runs)."""
+    from nbcanvas.widgets import live_view
+    from nbcanvas.widgets.model import _dashboards, source_of
+
+    from . import controltasks as t
+    r = nc.group(t.slow.s(i, delay=0) for i in range(3)).delay()
+    link = dask_client.dashboard_link
+    _dashboards.pop(dask_client.id, None)
+    view = live_view(r)
+    assert view.wait(30) and r.get(timeout=30) == [1, 2, 3]
+    assert f'href="{html.escape(link)}"' in view.header.value
+    assert 'class="nbcanvas-dashboard"' in view.header.value
+    assert _dashboards[dask_client.id] == link
+    _dashboards[dask_client.id] = "http://cached/status"  # the next view asks no one else
+    assert source_of(r).dashboard == "http://cached/status"
+    _dashboards.pop(dask_client.id)
+    assert source_of(r).dashboard == link
+    view.close()
+    r.forget()
