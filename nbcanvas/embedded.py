@@ -201,12 +201,51 @@ def _in_memory_client(cluster: Any) -> Client:
     if not memory:  # worker processes: the scheduler listens on TCP only
         cluster.sync(cluster.scheduler.listen, "inproc://")
         memory = [cluster.scheduler.listeners[-1].contact_address]
+    _merge_shards_in_memory()
     client = Client(memory[0], loop=cluster.loop, set_as_default=False)
     # the dashboard link, scheduler_info() and wait_for_workers(), as with Client(cluster)
     client.cluster = cluster
     _no_message_log(client.scheduler_comm)  # client -> scheduler, and back:
     _no_message_log(cluster.scheduler.client_comms.get(client.id))
     return client
+
+
+def _merge_shards_in_memory() -> None:
+    """Values over 64 MiB (dask's ``distributed.comm.shard``) reach the in-memory client whole.
+
+    A worker process sends such a value to the scheduler in shards; over TCP the receiving
+    side merges them, but distributed's in-memory comm hands the scheduler's still-serialised
+    value to ``deserialize()``, which does not (``merge_and_deserialize()`` does): the result
+    of a task over 64 MiB failed to come back to the kernel ("pickle data was truncated"; a
+    plain dask ``Client`` on ``inproc://`` fails the same way). This process's in-memory comms
+    deserialise with the merging function from now on (it does the same for unsplit values).
+    """
+    from distributed.comm import inproc
+    from distributed.protocol.serialize import (Serialize, Serialized, ToPickle,
+                                                merge_and_deserialize)
+    if getattr(inproc._nested_deserialize, "nbcanvas", False):
+        return
+
+    def nested_deserialize(x: Any, emulate_deserialize: bool = True) -> Any:
+        def inner(x: Any) -> Any:
+            if type(x) is dict:
+                x, items = x.copy(), x.items()
+            elif type(x) is list:
+                x, items = list(x), enumerate(x)
+            else:
+                return x
+            for k, v in items:
+                typ = type(v)
+                if typ is dict or typ is list:
+                    x[k] = inner(v)
+                elif typ is ToPickle or (typ is Serialize and emulate_deserialize):
+                    x[k] = v.data
+                elif typ is Serialized and emulate_deserialize:
+                    x[k] = merge_and_deserialize(v.header, v.frames)
+            return x
+        return inner(x)
+    nested_deserialize.nbcanvas = True  # type: ignore[attr-defined]
+    inproc._nested_deserialize = nested_deserialize
 
 
 def _no_message_log(stream: Any) -> None:

@@ -103,6 +103,12 @@ def test_embedded_cluster_started_on_first_use_and_closed_quietly():
         # a fan-out made at run time goes through a worker's own client: no batching delay
         # there either, nor on the scheduler's stream back to it
         print("fan-out", (upto.s(6) | nc.foreach(inc.s())).delay().get(timeout=60))
+        @nc.task
+        def big(n):  # over 64 MiB: a worker process sends it to the scheduler in shards
+            import numpy as np
+            return np.ones(n, dtype="int64")
+        x = big.delay(9_000_000).get(timeout=60)
+        print("big", x.nbytes, int(x.sum()))
         def own(dask_worker):
             c = getattr(dask_worker, "_client", None)
             return None if c is None else c.scheduler_comm.interval
@@ -127,6 +133,7 @@ def test_embedded_cluster_started_on_first_use_and_closed_quietly():
     assert f"message logs 0 {2 + CPU_COUNT}" in out.stdout
     assert "loops ['uvloop']" in out.stdout  # the scheduler's thread and every worker
     assert "fan-out [1, 2, 3, 4, 5, 6]" in out.stdout
+    assert "big 72000000 9000000" in out.stdout, out.stderr[-2000:]  # whole, not truncated
     assert "worker clients True {0.0} True {0.0}" in out.stdout, out.stdout
     assert f"quiet workers {{{logging.CRITICAL + 1}}}" in out.stdout, out.stdout
     assert "Traceback" not in out.stderr and "ERROR" not in out.stderr, out.stderr
@@ -239,12 +246,18 @@ def cli_cluster(tmp_path):
         stop_processes(procs)
 
 
-def test_cli_started_scheduler_runs_seed_workflows(cli_cluster):
+def test_cli_started_scheduler_runs_seed_workflows(cli_cluster, monkeypatch):
     from tests.integration import clitasks
     cli = nc.App("cli-run", address=cli_cluster, set_as_current=False)
     cli.tasks.update(clitasks.app.tasks)
+    # the tasks' own app runs them: on the CLI cluster too (without this, it used whatever
+    # this process had: the session's client, or an embedded cluster started here, which
+    # then kept a later threads-pool test from starting its own)
+    monkeypatch.setattr(clitasks.app, "_target", cli_cluster)
+    monkeypatch.setattr(clitasks.app, "_runtime", None)
     try:
         assert connection(cli).nthreads == 2
+        assert connection(clitasks.app).address == cli_cluster
         assert clitasks.add.s(2, 2).delay().get(timeout=60) == 4
         g = nc.group(clitasks.process_image.s(i) for i in range(1, 6)).delay()
         assert g.get(timeout=60) == [f"processed_image_{i}" for i in range(1, 6)]
@@ -252,6 +265,7 @@ def test_cli_started_scheduler_runs_seed_workflows(cli_cluster):
         assert c.get(timeout=60) == 20
     finally:
         connection(cli).client.close()
+        connection(clitasks.app).client.close()
 
 
 def test_env_address_used(cli_cluster, monkeypatch):
