@@ -53,7 +53,6 @@ class _Stream(asyncio.Protocol):
         self.messages: deque[list[memoryview]] = deque()
         self.closed = False
         self.error: BaseException | None = None
-        self.comm: Any = None  # weakref to the LeanComm, for its closed flag
         self._buf = bytearray()
         self._want = 8  # bytes the buffer needs before parsing is worth trying again
         self._waiter: asyncio.Future | None = None
@@ -113,9 +112,6 @@ class _Stream(asyncio.Protocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         self.closed = True
         self.error = exc
-        comm = self.comm() if self.comm is not None else None
-        if comm is not None:
-            comm._closed = True
         self._wake()
         self._resume()
 
@@ -162,13 +158,9 @@ class LeanComm(Comm):
 
     def __init__(self, stream: _Stream, local_addr: str, peer_addr: str,
                  deserialize: bool = True) -> None:
-        self._closed = False
         super().__init__(deserialize=deserialize)
-        self._stream: _Stream | None = stream
+        self._stream: _Stream | None = stream  # None once closed or aborted here
         self._local_addr, self._peer_addr = local_addr, peer_addr
-        stream.comm = weakref.ref(self)
-        if stream.closed:
-            self._closed = True
         # a comm dropped without close() closes its socket
         self._finalizer = weakref.finalize(self, _abort, stream.transport)
         self._finalizer.atexit = False
@@ -221,7 +213,6 @@ class LeanComm(Comm):
 
     async def close(self) -> None:
         stream, self._stream = self._stream, None
-        self._closed = True
         if stream is not None and stream.transport is not None:
             self._finalizer.detach()
             if not stream.transport.is_closing():
@@ -232,13 +223,12 @@ class LeanComm(Comm):
 
     def abort(self) -> None:
         stream, self._stream = self._stream, None
-        self._closed = True
         if stream is not None:
             self._finalizer.detach()
             _abort(stream.transport)
 
     def closed(self) -> bool:
-        return self._closed
+        return self._stream is None or self._stream.closed
 
     @property
     def extra_info(self) -> dict:
