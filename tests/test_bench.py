@@ -146,3 +146,20 @@ def test_quick_run_duel(tmp_path: Path) -> None:
         assert 0 < p50["value"] <= p90["value"], (system, p50, p90)
         assert "alternating" in p50["note"]
     assert "Celery+Redis in the same blocks" in rep["results"]["nbcanvas-threads"]["duel_p50"]["note"]
+
+
+def test_timeline_stamps_every_step_of_a_round_trip(tmp_path: Path) -> None:
+    """``python -m bench.timeline`` on the embedded cluster with worker processes: each of its
+    steps has a time for most round trips (a missing stamp would drop the round trip)."""
+    from bench.timeline import STEPS
+    out = tmp_path / "timeline.json"
+    proc = subprocess.run([sys.executable, "-m", "bench.timeline", "--n", "20", "--rounds", "1",
+                           "--json", str(out)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["steps"] == [s[0] for s in STEPS]
+    (one,) = report["rounds"]
+    assert one["round_trips"] >= 15, proc.stdout
+    assert len(one["steps_ms"]) == len(STEPS) and all(v >= 0 for v in one["steps_ms"])
+    assert "the worker's write" in proc.stdout
