@@ -42,6 +42,9 @@ _now = time.perf_counter  # CLOCK_MONOTONIC on Linux: one clock for every proces
 
 
 def _stamps() -> list[tuple[str, float]]:
+    """This process's list of stamps. It lives in ``builtins``, not in a module global: run as
+    ``python -m bench.timeline``, these functions are ``__main__``'s, which dask pickles by
+    value with a copy of their globals each time it sends one."""
     import builtins
     if not hasattr(builtins, "_nbcanvas_timeline"):
         builtins._nbcanvas_timeline = []  # type: ignore[attr-defined]
@@ -84,7 +87,7 @@ def install_kernel_stamps() -> None:
     _wrap_comm("k", on_arrival=True)
 
 
-def install_worker_stamps() -> int:
+def install_worker_stamps() -> None:
     """In a worker process (``client.run``): its comm and the task thread's run."""
     import distributed.worker as dworker
     _wrap_comm("w", on_arrival=False)
@@ -97,7 +100,6 @@ def install_worker_stamps() -> int:
         finally:
             out.append(("w_end", _now()))
     dworker._run_task_simple = stamped_run
-    return len(out)
 
 
 def take_stamps() -> list[tuple[str, float]]:
