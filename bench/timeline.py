@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STEPS", "install_kernel_stamps", "install_worker_stamps", "take_stamps", "steps_of",
-           "main"]
+__all__ = ["STEPS", "AFTER", "install_kernel_stamps", "install_worker_stamps", "take_stamps",
+           "steps_of", "main"]
 
 #: (name, first stamp, second stamp): each step of a round trip is the time between two stamps
 STEPS: list[tuple[str, str, str]] = [
@@ -124,21 +124,33 @@ def _stamp_update_graph(dask_scheduler: Any) -> None:
     dask_scheduler.stream_handlers["update-graph"] = stamped
 
 
+#: the stamp each stamp must follow: what caused it. A stamp taken after the fact (the end of
+#: a write, ``delay()`` returning on the main thread) can come after the next one, taken in
+#: another thread or process, when its thread waits for a CPU.
+AFTER: dict[str, str] = {"graph": "t0", "graph_done": "graph", "k_write": "graph_done",
+                         "k_written": "k_write", "w_read": "k_write", "w_start": "w_read",
+                         "w_end": "w_start", "w_write": "w_end", "w_written": "w_write",
+                         "k_read": "w_write"}
+
+
 def steps_of(t0: float, delayed: float, t1: float,
              stamps: list[tuple[str, float]]) -> list[float] | None:
     """One round trip's steps (seconds) from the stamps between ``t0`` and ``t1``: each stamp
-    is the first of its name after the one before it; None if one is missing.
+    is the first of its name after the stamp that caused it (:data:`AFTER`); None if one is
+    missing. A step that overlaps the next comes out negative (say, the scheduler taking the
+    graph before ``delay()`` has returned on the main thread).
 
     >>> names = [b for _, _, b in STEPS[1:-1]]  # "graph", "graph_done", ..., "k_read"
     >>> steps_of(0.0, 1.0, 13.0, [(n, float(i)) for i, n in enumerate(names, start=2)])
     [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0]
+    >>> steps_of(0.0, 3.0, 13.0, [(n, float(i)) for i, n in enumerate(names, start=2)])[:2]
+    [3.0, -1.0]
     >>> steps_of(0.0, 1.0, 13.0, [("graph", 2.0)]) is None
     True
     """
     at = {"t0": t0, "delayed": delayed}
-    for _, _, name in STEPS[1:-1]:
-        after = max(at.values())
-        found = next((t for n, t in stamps if n == name and after <= t <= t1), None)
+    for name, cause in AFTER.items():
+        found = next((t for n, t in stamps if n == name and at[cause] <= t <= t1), None)
         if found is None:
             return None
         at[name] = found

@@ -35,7 +35,8 @@ def links(path: Path) -> list[str]:
 
     >>> import tempfile
     >>> p = Path(tempfile.mkdtemp()) / "x.md"
-    >>> _ = p.write_text("[a](docs/b.md#c) [w](https://x.org) ![i](img/p.png)\\n```\\n[n](no)\\n```")
+    >>> text = "[a](docs/b.md#c) [w](https://x.org) ![i](img/p.png)"
+    >>> _ = p.write_text(text + "\\n```\\n[n](no)\\n```")
     >>> links(p)
     ['docs/b.md#c', 'img/p.png']
     """
