@@ -5,6 +5,7 @@ No test here asserts wall-clock numbers: only that every cell is measured or say
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -161,5 +162,7 @@ def test_timeline_stamps_every_step_of_a_round_trip(tmp_path: Path) -> None:
     assert report["steps"] == [s[0] for s in STEPS]
     (one,) = report["rounds"]
     assert one["round_trips"] >= 15, proc.stdout
-    assert len(one["steps_ms"]) == len(STEPS) and all(v >= 0 for v in one["steps_ms"])
+    # a step may be negative: it overlapped the next (see bench.timeline.steps_of)
+    assert len(one["steps_ms"]) == len(STEPS) and all(math.isfinite(v) for v in one["steps_ms"])
+    assert one["total_ms"] > 0
     assert "the worker's write" in proc.stdout
