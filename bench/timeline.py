@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from nbcanvas.cluster import close_embedded
 
-    from .nb import NbTasks, on_embedded
+    from .nb import on_embedded
     with dask.config.set({"nbcanvas.embedded.comm": "nbtcp"}):
         t, conn = on_embedded("bench-timeline", "processes")
     try:

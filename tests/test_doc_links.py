@@ -25,9 +25,13 @@ def anchor(heading: str) -> str:
     return text.replace(" ", "-")
 
 
+def _prose(path: Path) -> str:
+    """A Markdown file's text without its code blocks."""
+    return re.sub(r"^```.*?^```", "", path.read_text(encoding="utf-8"), flags=re.S | re.M)
+
+
 def anchors(path: Path) -> set[str]:
-    body = re.sub(r"^```.*?^```", "", path.read_text(encoding="utf-8"), flags=re.S | re.M)
-    return {anchor(h) for h in HEADING.findall(body)}
+    return {anchor(h) for h in HEADING.findall(_prose(path))}
 
 
 def links(path: Path) -> list[str]:
@@ -40,8 +44,7 @@ def links(path: Path) -> list[str]:
     >>> links(p)
     ['docs/b.md#c', 'img/p.png']
     """
-    body = re.sub(r"^```.*?^```", "", path.read_text(encoding="utf-8"), flags=re.S | re.M)
-    return [t for t in LINK.findall(body) if not re.match(r"[a-z]+:", t)]
+    return [t for t in LINK.findall(_prose(path)) if not re.match(r"[a-z]+:", t)]
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=[p.name for p in DOCS])
