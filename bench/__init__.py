@@ -127,7 +127,7 @@ def workloads(s: Sizes, kill: bool = False) -> list[Workload]:
         Workload("par_eff", f"parallel efficiency {s.par_tasks}×{s.par_ms:g} ms", "%",
                  t["par_eff"], higher_is_better=True),
         Workload("pipe", f"sig | add.s(1) ×{s.pipe} (build)", "ms", t["pipe"]),
-        Workload("build", f"build+compile {_n(s.compile)} group", "ms"),
+        Workload("build", f"build+compile {_n(s.compile)} group", "ms", t["compile"]),
         Workload("compile", f"compile {_n(s.compile)} group (`compile_canvas`)", "ms",
                  t["compile"]),
         Workload("nested", f"compile nested chords depth {s.nested_depth}×{s.nested_fanout}",

@@ -248,7 +248,8 @@ def _compile(t: NbTasks, s: Sizes, repeat: int) -> Cell:
 
 
 def _compile_only(t: NbTasks, s: Sizes, repeat: int) -> Cell:
-    """``compile_canvas`` of a frozen group alone (issue 11's "compile 10k" target)."""
+    """``compile_canvas`` of a frozen group alone (issue 11's "compile 10k" target, which the
+    build+compile row is held to as well)."""
     from nbcanvas.compile import compile_canvas
     f = t.nc.group(t.add.s(i, i) for i in range(s.compile)).freeze()
 

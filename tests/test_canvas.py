@@ -7,7 +7,7 @@ import pytest
 
 import nbcanvas as nc
 from nbcanvas import Signature, chain, chord, group
-from nbcanvas.canvas import chunks, count_nodes, iter_nodes, new_id, new_ids, rekey, xmap
+from nbcanvas.canvas import chunks, count_nodes, iter_nodes, rekey, xmap
 
 from .growth import assert_linear
 
@@ -167,22 +167,31 @@ def test_freeze_keeps_existing_ids_and_accepts_one():
     assert add.s(1, 1).freeze().id != add.s(1, 1).freeze().id
 
 
+def test_copies_keep_every_field_of_every_kind():
+    """``_replace`` (each slot's own setter) and the fast copies of ``task.s()`` and
+    ``freeze()`` give the same node as a field-by-field rebuild, for every kind of node."""
+    from nbcanvas.canvas.base import _rebuild, _slots
+    nodes = list(iter_nodes(chain(add.s(1, 1).set(countdown=1), group(inc.si(2), inc.s()),
+                                  chord([inc.s()], tsum.s()), nc.foreach(inc.s()),
+                                  nc.branch(inc.s(), inc.s(), inc.s()), inc.map([1, 2]),
+                                  add.chunks([(1, 1)], 1)).link(inc.s())))
+    assert {n.kind for n in nodes} >= {"chain", "group", "chord", "foreach", "branch", "xmap",
+                                       "chunks", "signature"}
+    for n in nodes:
+        fields = {f: getattr(n, f) for f, _ in _slots(type(n))}
+        copy = n._replace()
+        assert copy is not n and type(copy) is type(n)
+        assert {f: getattr(copy, f) for f in fields} == fields == \
+            {f: getattr(_rebuild(type(n), fields), f) for f in fields}
+    s = add.s(1, 2)
+    assert s._with_id("x") == s._replace(_id="x") == Signature(add, (1, 2)).freeze("x")
+    assert inc.si(2)._with_id("y") == inc.si(2)._replace(_id="y")
+    assert add.s(1, 2)._type is add and add.s(1, 2).options == {} and add.s(1, 2).links == ()
+
+
 def test_freeze_expands_chunks_into_their_group():
     f = add.chunks([(1, 1)] * 5, 2).freeze()
     assert isinstance(f, group) and len(f.tasks) == 3
-
-
-def test_new_ids_are_uuid4_text():
-    import uuid
-    ids = new_ids(1000)
-    assert len(set(ids)) == 1000 and new_ids(0) == []
-    for i in ids + [new_id()]:
-        u = uuid.UUID(i)
-        assert u.version == 4 and u.variant == uuid.RFC_4122 and str(u) == i
-    # every digit but the version's is random: none is stuck at one value
-    fixed = {8, 13, 14, 18, 23}
-    for pos in set(range(36)) - fixed:
-        assert len({i[pos] for i in ids}) >= (4 if pos == 19 else 12), pos
 
 
 # -- | rules ------------------------------------------------------------------------------------

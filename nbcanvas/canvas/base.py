@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..arity import call_repr
 from ..options import check_call_options
+from .ids import new_id, new_ids
 
 if TYPE_CHECKING:
     from ..task import Task
@@ -48,46 +48,6 @@ def no_gc() -> Iterator[None]:
     finally:
         if was:
             gc.enable()
-
-
-def _ids_layout() -> tuple[tuple[int, int, bytes], ...]:
-    """(byte, text position, table) of each hex digit of a UUID's text form."""
-    hi = bytes(b"0123456789abcdef"[x >> 4] for x in range(256))
-    lo = bytes(b"0123456789abcdef"[x & 15] for x in range(256))
-    variant = bytes(b"89ab"[(x >> 4) & 3] for x in range(256))  # RFC 4122: 10xx
-    starts = (0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34)  # 8-4-4-4-12
-    out = []
-    for byte, pos in enumerate(starts):
-        out.append((byte, pos, variant if byte == 8 else hi))
-        out.append((byte, pos + 1, lo))
-    return tuple(out)
-
-
-_ID_DIGITS: Final = _ids_layout()
-
-
-def new_ids(n: int) -> list[str]:
-    """``n`` random ids in the UUID4 text form (fast: one ``urandom`` call, and each digit
-    position filled for all ``n`` ids at once).
-
-    >>> import uuid
-    >>> a, b = new_ids(2)
-    >>> a != b and uuid.UUID(a).version == 4 and str(uuid.UUID(a)) == a
-    True
-    """
-    if n <= 0:
-        return []
-    raw = os.urandom(16 * n)
-    text = bytearray(b"-" * 36 + b" ") * n  # the dashes stay; a space ends each id
-    for byte, pos, table in _ID_DIGITS:
-        text[pos::37] = raw[byte::16].translate(table)
-    text[14::37] = b"4" * n  # version 4
-    return text.decode("ascii").split()
-
-
-def new_id() -> str:
-    """One random id in the UUID4 text form."""
-    return new_ids(1)[0]
 
 
 class Signature:
@@ -132,9 +92,12 @@ class Signature:
         spec = t.argspec
         if spec is not None:
             spec.check(t.name, args, kwargs, complete=immutable)
-        return Signature._new(task=t.name, args=args, kwargs=kwargs, options=options,
-                              immutable=immutable, links=(), errbacks=(),
-                              _id=options.get("task_id"), _type=t)
+        return _plain(t.name, args, kwargs, options, immutable, (), (), options.get("task_id"), t)
+
+    def _with_id(self, id: str) -> Signature:
+        """A copy of a plain task call with id ``id`` (the hot path of ``freeze``)."""
+        return _plain(self.task, self.args, self.kwargs, self.options, self.immutable,
+                      self.links, self.errbacks, id, self._type)
 
     @classmethod
     def _new(cls, **fields: Any) -> Any:
@@ -144,12 +107,11 @@ class Signature:
         return obj
 
     def _replace(self, **changes: Any) -> Any:
-        # (the hot path of freeze and of every builder: 10,000 copies for a 10k group)
+        # (every builder's copy: a 10k group's members are copied when it is built)
         cls = type(self)
         obj = _alloc(cls)
-        names = _SLOTS.get(cls) or _slots(cls)
-        for f in names:
-            _set(obj, f, changes[f] if f in changes else getattr(self, f))
+        for f, put in _SLOTS.get(cls) or _slots(cls):
+            put(obj, changes[f] if f in changes else getattr(self, f))
         return obj
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -323,7 +285,7 @@ class Signature:
         return r + _suffix(self)
 
     def __reduce__(self):
-        return (_rebuild, (type(self), {f: getattr(self, f) for f in _slots(type(self))}))
+        return (_rebuild, (type(self), {f: getattr(self, f) for f, _ in _slots(type(self))}))
 
     def __iter__(self) -> Iterator[Any]:
         raise TypeError(f"{type(self).__name__} is not iterable (it is a lazy canvas)")
@@ -333,18 +295,40 @@ class Signature:
         return ()
 
 
-_SLOTS: dict[type, tuple[str, ...]] = {}
+#: class -> (name, setter) of every slot of it and its bases; a slot's own setter goes past
+#: the class's ``__setattr__`` (which refuses) at half the cost of ``object.__setattr__``
+_SLOTS: dict[type, tuple[tuple[str, Any], ...]] = {}
 #: task name -> its short name (the part after the last dot)
 _SHORT_NAMES: dict[str, str] = {}
 
 
-def _slots(cls: type) -> tuple[str, ...]:
-    """Every slot of ``cls`` and its bases (cached)."""
+def _slots(cls: type) -> tuple[tuple[str, Any], ...]:
+    """Every slot of ``cls`` and its bases, with its setter (cached)."""
     names = _SLOTS.get(cls)
     if names is None:
-        names = _SLOTS[cls] = tuple(f for c in reversed(cls.__mro__)
+        names = _SLOTS[cls] = tuple((f, c.__dict__[f].__set__) for c in reversed(cls.__mro__)
                                     for f in getattr(c, "__slots__", ()))
     return names
+
+
+_p_task, _p_args, _p_kwargs, _p_options, _p_immutable, _p_links, _p_errbacks, _p_id, _p_type = (
+    put for _, put in _slots(Signature))
+
+
+def _plain(task: str, args: tuple, kwargs: dict[str, Any], options: dict[str, Any],
+           immutable: bool, links: tuple, errbacks: tuple, id: str | None, typ: Any) -> Any:
+    """A :class:`Signature` from its fields (``task.s()`` and ``freeze()`` make one per call)."""
+    obj = _alloc(Signature)
+    _p_task(obj, task)
+    _p_args(obj, args)
+    _p_kwargs(obj, kwargs)
+    _p_options(obj, options)
+    _p_immutable(obj, immutable)
+    _p_links(obj, links)
+    _p_errbacks(obj, errbacks)
+    _p_id(obj, id)
+    _p_type(obj, typ)
+    return obj
 
 
 def _rebuild(cls: type, fields: dict[str, Any]) -> Any:

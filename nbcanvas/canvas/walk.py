@@ -13,54 +13,32 @@ True
 """
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Iterator
 from typing import Any
 
-from .base import Signature, new_ids, no_gc
+from .base import Signature, no_gc
+from .ids import IdPool
 from .primitives import branch, chain, chord, chunks, foreach, group
 
 __all__ = ["freeze", "iter_nodes", "count_nodes", "rekey", "no_gc", "title"]
 
 
-class _Ids:
-    """Hands out fresh ids from one process-wide pool, refilled in blocks (one ``urandom``
-    call per block): a single task's ``delay()`` must not pay for 512 ids."""
-
-    _pool: list[str] = []
-    _lock = threading.Lock()
-
-    def __call__(self) -> str:
-        try:
-            return self._pool.pop()  # atomic: threads never get the same id
-        except IndexError:
-            with self._lock:
-                if not self._pool:
-                    self._pool.extend(new_ids(512))
-            return self()
-
-
-# A forked child must not hand out the ids its parent still holds in the pool.
-os.register_at_fork(after_in_child=_Ids._pool.clear)
-
-
 def freeze(sig: Signature, _id: str | None = None) -> Any:
     """A copy of ``sig`` in which every node has an id; ``_id`` names the result of the whole."""
     with no_gc():
-        return _freeze(sig, _id, _Ids())
+        return _freeze(sig, _id, IdPool())
 
 
-def _cbs(sig: Signature, ids: _Ids) -> dict[str, Any]:
+def _cbs(sig: Signature, ids: IdPool) -> dict[str, Any]:
     if not sig.links and not sig.errbacks:
         return {}
     return {"links": tuple(_freeze(c, None, ids) for c in sig.links),
             "errbacks": tuple(_freeze(c, None, ids) for c in sig.errbacks)}
 
 
-def _freeze(sig: Signature, _id: str | None, ids: _Ids) -> Any:
+def _freeze(sig: Signature, _id: str | None, ids: IdPool) -> Any:
     if type(sig) is Signature and not sig.links and not sig.errbacks:  # most nodes of a canvas
-        return sig._replace(_id=_id or sig.options.get("task_id") or sig._id or ids())
+        return sig._with_id(_id or sig.options.get("task_id") or sig._id or ids())
     want = _id or sig.options.get("task_id")
     if isinstance(sig, chain):
         steps = sig.tasks
