@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 __all__ = ["ArgSpec", "call_repr"]
@@ -59,6 +60,22 @@ class ArgSpec:
                    frozenset(p.name for p in params if p.kind is _P.POSITIONAL_ONLY),
                    any(p.kind is _P.VAR_POSITIONAL for p in params),
                    any(p.kind is _P.VAR_KEYWORD for p in params), text)
+
+    @cached_property
+    def complete_counts(self) -> tuple[float, float]:
+        """(lo, hi): a call of ``n`` positional values and no keywords binds, every required
+        parameter given, exactly when ``lo <= n <= hi`` (``check(..., complete=True)`` would
+        pass); ``lo`` is infinite if a keyword-only parameter is required.
+
+        >>> def f(a, b=1, *rest): pass
+        >>> ArgSpec.of(f, bind=False).complete_counts
+        (1, inf)
+        """
+        if self.required & self.keyword_only:
+            return float("inf"), 0
+        need = [i + 1 for i, p in enumerate(self.positional) if p in self.required]
+        return (need[-1] if need else 0,
+                float("inf") if self.var_positional else len(self.positional))
 
     def check(self, name: str, args: tuple, kwargs: Mapping[str, Any], *, extra: int = 0,
               complete: bool = False) -> None:

@@ -108,6 +108,34 @@ def test_check_messages():
     spec.check("tasks.add", (), {"y": 1}, extra=1, complete=True)  # fine
 
 
+def _f0(): pass
+def _f2(x, y): pass
+def _fdef(x, y=1, z=2): pass
+def _fvar(x, *rest): pass
+def _fkw(x, *, k): pass
+def _fkwdef(x, *, k=1): pass
+def _fpos(x, /, y, z=3): pass
+def _fall(a, b=2, *rest, c=3, **kw): pass
+
+
+@pytest.mark.parametrize("fn", [_f0, _f2, _fdef, _fvar, _fkw, _fkwdef, _fpos, _fall])
+def test_complete_counts_agree_with_the_full_check(fn):
+    """compile skips the full check for calls of ``n`` positional values inside the range:
+    exactly those the full check lets through."""
+    spec = ArgSpec.of(fn, bind=False)
+    lo, hi = spec.complete_counts
+    for n in range(7):
+        for extra in (0, 1):
+            if extra > n:
+                continue
+            try:
+                spec.check("t", (0,) * (n - extra), {}, extra=extra, complete=True)
+                ok = True
+            except TypeError:
+                ok = False
+            assert ok == (lo <= n <= hi), (fn.__name__, n, extra)
+
+
 def test_call_repr_cuts_long_values():
     assert call_repr("f", (1, "a"), {"k": None}) == "f(1, 'a', k=None)"
     text = call_repr("f", ("x" * 500,), {})

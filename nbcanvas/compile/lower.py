@@ -298,9 +298,9 @@ class Lowering:
                 by_route.setdefault(rk, []).append(i)
         for idxs in by_route.values():
             for batch in self._batches(idxs, members[idxs[0]].name):
-                self._batch_unit([members[i] for i in batch], inp, step, inherited, sig.id)
+                key = self._batch_unit([members[i] for i in batch], inp, step, inherited, sig.id)
                 for i in batch:
-                    outs[i] = Ref(self.nodes[members[i].id].key, members[i].id)  # type: ignore
+                    outs[i] = Ref(key, members[i].id)  # type: ignore
         for i, t in enumerate(members):
             if outs[i] is None:
                 outs[i] = self.lower(t, inp, step, inherited, sig.id, numbered=False)
@@ -309,8 +309,9 @@ class Lowering:
         return Lst(tuple(outs))
 
     def _batch_unit(self, sigs: list[Signature], inp: Ref | Lst | None, step: int,
-                    inherited: dict[str, Any], parent: str) -> None:
-        """One unit for flat group members; runs of simple calls of one task go by column."""
+                    inherited: dict[str, Any], parent: str) -> str:
+        """One unit for flat group members (its key); runs of simple calls of one task go by
+        column."""
         has_input = inp is not None
         progs: list[Prog] = []
         i = 0
@@ -336,6 +337,7 @@ class Lowering:
                 self.nodes[t.id] = NodeInfo(t.kind, t.name, step, parent, key)  # type: ignore
             else:
                 self._table(t, step, key, parent)
+        return key
 
     @staticmethod
     def _column(sigs: list[Signature], has_input: bool) -> Batch:
@@ -344,8 +346,10 @@ class Lowering:
         spec = task.argspec
         extra = 1 if has_input and not t0.immutable else 0
         if spec is not None:
+            lo, hi = spec.complete_counts
             for s in sigs:
-                spec.check(s.task, s.args, s.kwargs, extra=extra, complete=True)
+                if s.kwargs or not lo <= len(s.args) + extra <= hi:  # else it binds: no check
+                    spec.check(s.task, s.args, s.kwargs, extra=extra, complete=True)
         run, _ = split_options(t0, {})
         kwargs = [s.kwargs for s in sigs]
         return Batch(t0.name, task.run, task.bind, t0.immutable, run, [s.id for s in sigs],
