@@ -52,18 +52,19 @@ def _stamps() -> list[tuple[str, float]]:
 
 
 def _wrap_comm(prefix: str, on_arrival: bool) -> None:
-    """Stamp ``<prefix>_write``/``<prefix>_written`` around nbtcp writes and ``<prefix>_read``
+    """Stamp ``<prefix>_write``/``<prefix>_written`` around nbtcp writes of small messages
+    (``LeanComm.write_now``, which the embedded cluster's streams call) and ``<prefix>_read``
     when bytes arrive (``on_arrival``, before any connection is made) or a read returns."""
     from nbcanvas import comm
     out = _stamps()
-    write = comm.LeanComm.write
+    write = comm.LeanComm.write_now
 
-    async def stamped_write(self: Any, msg: Any, *a: Any, **k: Any) -> int:
+    def stamped_write(self: Any, msg: Any, *a: Any, **k: Any) -> int | None:
         out.append((f"{prefix}_write", _now()))
-        n = await write(self, msg, *a, **k)
+        n = write(self, msg, *a, **k)
         out.append((f"{prefix}_written", _now()))
         return n
-    comm.LeanComm.write = stamped_write  # type: ignore[method-assign]
+    comm.LeanComm.write_now = stamped_write  # type: ignore[method-assign]
     if on_arrival:
         received = comm._Stream.data_received
 

@@ -22,6 +22,7 @@ from distributed import Client
 from . import embedded
 from .errors import ImproperlyConfigured
 from .events import dispatch
+from .leansend import make_lean
 from .plugins import NbcanvasScheduler
 from .runtime.emit import TOPIC
 from .schedtune import send_now
@@ -66,6 +67,7 @@ class Connection:
         for a laptop-sized cluster the round trip of a small workflow is dominated by those waits.
         """
         self.client.scheduler_comm.interval = 0.0
+        self.client.loop.add_callback(make_lean, self.client.scheduler_comm)
         self.client.sync(self.client.scheduler.nbcanvas_tune, client=self.client.id, interval=0.0)
 
     @property

@@ -5,8 +5,8 @@ read, the socket's event-loop registration changed around every read and write, 
 message read in three steps. A small message costs about 60 µs of CPU on each side here
 (a ping-pong over it: 210 µs, 120 µs of CPU per exchange for one side). ``nbtcp://`` carries
 the same frames (``distributed.comm.utils.to_frames`` / ``from_frames``, so serialisation,
-offloading and frame splitting are distributed's; :func:`small_message` spares small messages
-dask's sizing) over an ``asyncio`` protocol: the event
+offloading and frame splitting are distributed's; a small message is written at once, sparing
+it dask's sizing: ``LeanComm.write_now``) over an ``asyncio`` protocol: the event
 loop hands each chunk of bytes to a callback, which cuts whole messages out of its buffer and
 passes them to the one reader (the same ping-pong: 80 µs, 36 µs of CPU).
 
@@ -31,65 +31,23 @@ from typing import Any, Final
 import dask
 from distributed.comm.addressing import parse_host_port, unparse_host_port
 from distributed.comm.core import BaseListener, Comm, CommClosedError, Connector
-from dask.sizeof import sizeof
+from distributed import protocol
 from distributed.comm import utils as comm_utils
 from distributed.comm.registry import backends
-from distributed.protocol.serialize import Serialize, ToPickle
 from distributed.comm.tcp import TCPBackend
 from distributed.comm.utils import ensure_concrete_host, from_frames, to_frames
 from distributed.utils import nbytes
 
+from .leansend import small_message
+
 __all__ = ["SCHEME", "PREFIX", "LeanComm", "LeanConnector", "LeanListener", "LeanBackend",
-           "available", "small_message"]
+           "available"]
 
 SCHEME: Final = "nbtcp"
 PREFIX: Final = SCHEME + "://"
 _Q: Final = struct.Struct("<Q")
 #: messages up to this size are joined into one buffer and written with one call
 _JOIN: Final = 1 << 16
-
-
-_SCALARS: Final = frozenset({int, float, bool, type(None)})
-
-
-def small_message(msg: Any, limit: int, most: int = 4096) -> bool:
-    """Whether ``msg`` surely holds less than ``limit`` bytes, walking its dicts, short lists
-    and tuples and what ``ToPickle``/``Serialize`` wrap (strings and bytes by length, the rest
-    by ``dask.sizeof``); False past ``most`` items or on any error. distributed sizes every
-    message it writes with ``dask.sizeof`` to decide whether to serialise it on another
-    thread: 19-30 µs for a task's messages, 4-6 µs here. Each item counts high.
-
-    >>> small_message([{"op": "task-finished", "key": "add-1", "startstops": []}], 1 << 20)
-    True
-    >>> small_message({"data": b"x" * 2_000_000}, 1 << 20)
-    False
-    """
-    total, stack, seen = 0, [msg], 0
-    try:
-        while stack:
-            x = stack.pop()
-            t = type(x)
-            seen += 1
-            if t is dict:
-                total += 100 * len(x)
-                stack.extend(x.keys())
-                stack.extend(x.values())
-            elif (t is list or t is tuple) and len(x) <= 16:
-                total += 64 + 8 * len(x)
-                stack.extend(x)
-            elif t is str or t is bytes:
-                total += 64 + 4 * len(x)
-            elif t in _SCALARS:
-                total += 32
-            elif t is ToPickle or t is Serialize:  # dask sizes these by what they wrap
-                stack.append(x.data)
-            else:
-                total += sizeof(x)
-            if total >= limit or seen > most:
-                return False
-    except Exception:  # noqa: BLE001 - an object dask cannot size: let distributed decide
-        return False
-    return True
 
 
 class _Stream(asyncio.Protocol):
@@ -233,17 +191,38 @@ class LeanComm(Comm):
             self.abort()
             raise CommClosedError("aborted nbtcp stream on truncated data") from None
 
+    def write_now(self, msg: Any, serializers: Any = None, on_error: str = "message") -> int | None:
+        """Serialise and write ``msg`` now, on this thread, if it is small
+        (:func:`~nbcanvas.leansend.small_message`) and the socket takes more; else None (then
+        :meth:`write`, which may serialise it on distributed's offload thread)."""
+        stream = self._stream
+        limit = comm_utils.OFFLOAD_THRESHOLD  # distributed.comm.offload, in bytes (or off)
+        if stream is None or stream.closed or stream.transport.is_closing() or stream._paused \
+                or (self.allow_offload and limit and not small_message(msg, int(limit) // 2)):
+            return None
+        return self._put(stream, list(protocol.dumps(
+            msg, serializers=serializers, on_error=on_error,
+            frame_split_size=self.max_shard_size, context=self._context())))
+
     async def write(self, msg: Any, serializers: Any = None, on_error: str = "message") -> int:
         stream = self._stream
         if stream is None or stream.closed or stream.transport.is_closing():
             raise CommClosedError("nbtcp comm closed")
-        limit = comm_utils.OFFLOAD_THRESHOLD  # distributed.comm.offload, in bytes (or off)
-        offload = self.allow_offload and limit and not small_message(msg, int(limit) // 2)
-        frames = await to_frames(
-            msg, allow_offload=offload, serializers=serializers,
-            on_error=on_error, frame_split_size=self.max_shard_size,
-            context={"sender": self.local_info, "recipient": self.remote_info,
-                     **self.handshake_options})
+        total = self.write_now(msg, serializers, on_error)
+        if total is None:
+            total = self._put(stream, await to_frames(
+                msg, allow_offload=self.allow_offload, serializers=serializers,
+                on_error=on_error, frame_split_size=self.max_shard_size,
+                context=self._context()))
+        if stream._paused:
+            await stream.drain()
+        return total
+
+    def _context(self) -> dict[str, Any]:
+        return {"sender": self.local_info, "recipient": self.remote_info,
+                **self.handshake_options}
+
+    def _put(self, stream: _Stream, frames: list[Any]) -> int:
         lens = [nbytes(f) for f in frames]  # bytes, also for frames of wider items (not len())
         header = struct.pack(f"<{len(frames) + 1}Q", len(frames), *lens)
         total = len(header) + sum(lens)
@@ -256,8 +235,6 @@ class LeanComm(Comm):
         except (RuntimeError, OSError) as e:  # a transport closing under us
             self.abort()
             raise CommClosedError(f"nbtcp write failed: {e}") from e
-        if stream._paused:
-            await stream.drain()
         return total
 
     async def close(self) -> None:

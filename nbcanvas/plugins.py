@@ -14,6 +14,7 @@ from typing import Any
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from .runtime.emit import TOPIC
+from .leansend import make_lean
 from .schedtune import hands_out_blocks, inline_small_graphs, keep_few_events, send_now
 
 __all__ = ["NbcanvasScheduler", "HOLDER", "summary"]
@@ -335,10 +336,10 @@ class NbcanvasScheduler(SchedulerPlugin):
         worker's own client, another kernel) without batching delay (embedded cluster)."""
         self._client_interval = interval
         comm = self.scheduler.client_comms.get(client)
-        if comm is not None:
-            comm.interval = interval
-        for bcomm in self.scheduler.stream_comms.values():
-            bcomm.interval = interval
+        for bcomm in [comm, *self.scheduler.stream_comms.values()]:
+            if bcomm is not None:
+                bcomm.interval = interval
+                make_lean(bcomm)  # with no interval: writes without a coroutine
 
     def add_client(self, scheduler: Any, client: str) -> None:
         """Its stream is made right after this hook: tune it then, if :meth:`tune` ran."""

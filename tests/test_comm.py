@@ -165,28 +165,6 @@ class _Where:
         return (_Where, (self.payload,))
 
 
-def test_small_message_bounds_what_dask_sizes_and_gives_up_on_the_rest():
-    from dask.sizeof import sizeof
-    from distributed.protocol import ToPickle
-    task_msg = [{"op": "task-finished", "key": "add-1", "nbytes": 172, "status": "OK",
-                 "startstops": [{"action": "compute", "start": 1.0, "stop": 2.0}],
-                 "type": b"\x80\x05" * 20, "metadata": {}, "thread": 140026595763904}]
-    assert lean.small_message(task_msg, 1 << 20)
-    assert sizeof(task_msg) < 1 << 20
-    big = np.zeros(1_000_000)  # 8 MB inside a wrapper: sized by dask's sizeof, as before
-    for msg in ({"x": big}, [{"run_spec": ToPickle(big)}], ("s" * 2_000_000,),
-                {"data": b"x" * 2_000_000}):
-        assert sizeof(msg) > 1 << 20 and not lean.small_message(msg, 1 << 20), msg
-    assert not lean.small_message(list(range(17)), 10, most=100)  # over the limit
-    assert not lean.small_message([[i] for i in range(10)], 1 << 20, most=5)  # too many items
-    assert lean.small_message([[i] for i in range(10)], 1 << 20, most=50)
-
-    class Unsizable:
-        def __sizeof__(self):
-            raise RuntimeError("no size")
-    assert not lean.small_message({"x": Unsizable()}, 1 << 20)
-
-
 @pytest.mark.parametrize("size, offloaded", [(100, False), (50_000, True)])
 def test_messages_over_the_offload_threshold_still_serialise_off_the_loop(monkeypatch, size,
                                                                          offloaded):
@@ -207,3 +185,22 @@ def test_messages_over_the_offload_threshold_still_serialise_off_the_loop(monkey
     payload, seen = _run(go())
     assert len(payload) == size
     assert seen and ("Offload" in seen[0]) is offloaded, seen
+
+
+def test_write_now_writes_a_small_message_at_once_and_declines_otherwise(monkeypatch):
+    from distributed.comm import utils as comm_utils
+    monkeypatch.setattr(comm_utils, "OFFLOAD_THRESHOLD", 20_000)
+
+    async def go():
+        listener, comm = await _echo_pair()
+        try:
+            n = comm.write_now({"op": "ping", "blob": b"x" * 100})  # no await: written
+            assert n > 100
+            got = await comm.read()
+            assert comm.write_now({"op": "big", "blob": b"x" * 50_000}) is None  # offloaded
+            comm.abort()
+            assert comm.write_now({"op": "ping"}) is None
+            return got
+        finally:
+            listener.stop()
+    assert _run(go()) == {"op": "ping", "blob": b"x" * 100}

@@ -54,6 +54,7 @@ def _spy_on_writes(dask_worker) -> None:
         writes.append([(m.get("op"), m.get("topic") or m.get("key")) for m in msgs])
         return await write(msgs, *args, **kwargs)
     comm.write, comm.nbcanvas_writes = write_and_note, writes
+    comm.write_now = lambda *a, **k: None  # a lean stream then writes through comm.write
 
 
 def _writes_and_restore(dask_worker) -> list:
@@ -63,7 +64,7 @@ def _writes_and_restore(dask_worker) -> list:
     runtime._sinks.pop(dask_worker, None)
     if old is not None:
         runtime._sinks[dask_worker] = old
-    del comm.write
+    del comm.write, comm.write_now
     dask_worker._nbcanvas_releases = True
     return comm.nbcanvas_writes
 
