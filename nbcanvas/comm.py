@@ -29,10 +29,10 @@ from collections import deque
 from typing import Any, Final
 
 import dask
-from distributed.comm.addressing import parse_host_port, unparse_host_port
-from distributed.comm.core import BaseListener, Comm, CommClosedError, Connector
 from distributed import protocol
 from distributed.comm import utils as comm_utils
+from distributed.comm.addressing import parse_host_port, unparse_host_port
+from distributed.comm.core import BaseListener, Comm, CommClosedError, Connector
 from distributed.comm.registry import backends
 from distributed.comm.tcp import TCPBackend
 from distributed.comm.utils import ensure_concrete_host, from_frames, to_frames

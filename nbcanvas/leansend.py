@@ -75,7 +75,6 @@ def small_message(msg: Any, limit: int, most: int = 4096) -> bool:
     return True
 
 
-
 def write_now(comm: Any, msg: Any, serializers: Any = None) -> int | None:
     """Write ``msg`` on ``comm`` without waiting, if this comm can: a small message over
     ``nbtcp://`` (``LeanComm.write_now``), any message in memory (what ``InProc.write``
@@ -161,13 +160,15 @@ class LeanSend(BatchedSend):
                 payload, self.buffer = self.buffer, []
         except CommClosedError:
             logger.info("Batched Comm Closed %r", self.comm, exc_info=True)
+            payload = []
             self.abort()
-        except Exception:
+        except Exception:  # as BatchedSend: what was written is unknown, so abort
             logger.exception("Error in batched write")
+            payload = []
             self.abort()
         finally:
             self._writing = None
-        if payload:  # closing: close() writes it
+        if payload:  # taken as close() began: close() writes it, first
             self.buffer[:0] = payload
 
     async def close(self, timeout: float | None = None) -> None:  # type: ignore[override]
