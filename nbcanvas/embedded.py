@@ -31,7 +31,6 @@ from distributed import Client
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from .errors import ImproperlyConfigured
-from .leansend import make_lean
 from .schedtune import warm_worker_first
 from .shipping import workers_here
 
@@ -263,9 +262,8 @@ def _no_message_log(stream: Any) -> None:
 
 
 class _NoMessageLogs(SchedulerPlugin):
-    """The embedded scheduler's streams to its workers keep no copies either, and a worker
-    that joins later (a restart gets a new stream) gets no batching delay, as the first ones
-    (``NbcanvasScheduler.tune``)."""
+    """The embedded scheduler's streams to its workers keep no copies either (a worker that
+    restarts gets a new stream)."""
 
     name = "nbcanvas-embedded-streams"
 
@@ -274,11 +272,7 @@ class _NoMessageLogs(SchedulerPlugin):
             _no_message_log(stream)
 
     def add_worker(self, scheduler: Any = None, worker: str = "") -> None:
-        stream = scheduler.stream_comms.get(worker)
-        _no_message_log(stream)
-        if stream is not None:  # a worker that joins later (a restart): no batching delay
-            stream.interval = 0.0
-            make_lean(stream)
+        _no_message_log(scheduler.stream_comms.get(worker))
 
 
 def _close_at_exit() -> None:

@@ -332,17 +332,28 @@ class NbcanvasScheduler(SchedulerPlugin):
         return hands_out_blocks(self.scheduler)
 
     def tune(self, client: str | None = None, interval: float = 0.0, **_: Any) -> None:
-        """Send to ``client``, to every worker and to every client that connects later (a
-        worker's own client, another kernel) without batching delay (embedded cluster)."""
-        self._client_interval = interval
+        """Send to ``client``, to every worker and to every client and worker that connects
+        later (a worker's own client, another kernel, a restarted worker) without batching
+        delay (embedded cluster)."""
+        self._interval = interval
         comm = self.scheduler.client_comms.get(client)
         for bcomm in [comm, *self.scheduler.stream_comms.values()]:
-            if bcomm is not None:
-                bcomm.interval = interval
-                make_lean(bcomm)  # with no interval: writes without a coroutine
+            _no_delay(bcomm, interval)
 
     def add_client(self, scheduler: Any, client: str) -> None:
         """Its stream is made right after this hook: tune it then, if :meth:`tune` ran."""
-        interval = getattr(self, "_client_interval", None)
+        interval = getattr(self, "_interval", None)
         if interval is not None:
             asyncio.get_running_loop().call_soon(self.tune, client, interval)
+
+    def add_worker(self, scheduler: Any = None, worker: str = "") -> None:
+        """A worker that joins later (a restart gets a new stream): as :meth:`tune` set."""
+        interval = getattr(self, "_interval", None)
+        if interval is not None:
+            _no_delay(self.scheduler.stream_comms.get(worker), interval)
+
+
+def _no_delay(stream: Any, interval: float) -> None:
+    if stream is not None:
+        stream.interval = interval
+        make_lean(stream)  # with no interval: writes without a coroutine

@@ -282,3 +282,25 @@ def test_the_scheduler_says_whether_it_hands_root_ish_tasks_out_in_blocks(fixtur
     mine.connect(client)
     assert connection(mine).batch_tags is blocks  # (it installs the scheduler plugin)
     assert client.sync(client.scheduler.nbcanvas_hands_out_blocks) is blocks
+
+
+def _streams(dask_scheduler=None) -> dict:
+    return {a: (type(s).__name__, s.interval) for a, s in dask_scheduler.stream_comms.items()}
+
+
+def test_a_worker_that_joins_the_embedded_cluster_later_gets_a_stream_without_delay(
+        threads_client):
+    """As its first workers' (``tune``): no batching interval, written without dask's
+    coroutine (``leansend``); a restarted worker joins the same way."""
+    from nbcanvas import embedded
+    cluster = embedded._embedded[0]
+    before = set(threads_client.run_on_scheduler(_streams))
+    cluster.scale(3)
+    try:
+        threads_client.wait_for_workers(3, timeout=60)
+        streams = threads_client.run_on_scheduler(_streams)
+        assert len(set(streams) - before) == 1
+        assert set(streams.values()) == {("LeanSend", 0.0)}, streams
+    finally:
+        cluster.scale(2)
+        wait_until(lambda: len(threads_client.scheduler_info()["workers"]) == 2, timeout=60)
