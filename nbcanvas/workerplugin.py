@@ -18,6 +18,8 @@ from .schedtune import send_now
 __all__ = ["NbcanvasWorker"]
 
 _RAN, _ENDED = ("executing", "long-running"), ("memory", "error")  # a worker's task states
+#: a task leaving one of these states has stopped running here (or will not be reported)
+_LEFT = (*_RAN, "cancelled", "resumed")
 
 
 class NbcanvasWorker(WorkerPlugin):
@@ -49,10 +51,11 @@ class NbcanvasWorker(WorkerPlugin):
 
     def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
         """Called on the worker's event loop for every task transition, before the messages it
-        makes are sent: a unit's held events go first, in the same message batch as its result
-        (one write to the scheduler and one wake-up there, instead of two)."""
+        makes are sent: as a task stops running, a unit's held events go first, in the same
+        message batch as its result (one write to the scheduler and one wake-up there, instead
+        of two). Other transitions (a task arriving while a unit returns) leave them held."""
         worker = getattr(self, "_worker", None)  # None: its setup failed, logged by dask
-        if worker is None:
+        if worker is None or start not in _LEFT:
             return
         release_events(worker)
         # a unit's result (and its events before it) leave now, not after a 2 ms interval

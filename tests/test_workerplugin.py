@@ -98,3 +98,35 @@ def test_a_units_last_events_reach_the_scheduler_in_the_same_write_as_its_result
                                                     if op == "task-finished")
     for r in [*results, late]:
         r.forget()
+
+
+def test_held_events_wait_for_a_task_that_stops_running_not_for_any_transition(threads_client):
+    """A unit returned and its events are held; a task arriving on the worker meanwhile
+    (released -> waiting -> ready) does not send them (they would then leave in a write of
+    their own, before the unit's result in another); a task leaving executing does."""
+    def check(dask_worker) -> list:
+        from nbcanvas import runtime
+        from nbcanvas.runtime.emit import WorkerSink
+        plugin, old = dask_worker.plugins["nbcanvas"], runtime._sinks.pop(dask_worker, None)
+        sent: list = []
+        sink = runtime._sinks[dask_worker] = WorkerSink(sent.append, interval=3600)
+        try:
+            sink.emit("wf", ["E", "step", 1.0, "h", 0, 2.0])
+            sink.hold()
+            seen = []
+            for start, finish in [("released", "waiting"), ("waiting", "ready"),
+                                  ("ready", "executing"), ("executing", "memory")]:
+                plugin.transition("tp-held-x", start, finish)
+                seen.append((finish, len(sent), sink.held))
+            sink.emit("wf", ["E", "step2", 1.0, "h", 0, 2.0])
+            sink.hold()
+            plugin.transition("tp-held-y", "cancelled", "released")
+            seen.append(("released", len(sent), sink.held))
+            return seen
+        finally:
+            runtime._sinks.pop(dask_worker, None)
+            if old is not None:
+                runtime._sinks[dask_worker] = old
+    for seen in threads_client.run(check).values():
+        assert seen == [("waiting", 0, True), ("ready", 0, True), ("executing", 0, True),
+                        ("memory", 1, False), ("released", 2, False)]
