@@ -114,12 +114,32 @@ def _worker_batches_for(interval, dask_worker=None) -> None:
     _batch_for(dask_worker.batched_stream, interval)
 
 
-def _armed(dask_scheduler=None) -> int:
-    """Streams of the scheduler that wrote in the last minutes and wait for their interval."""
+async def _arm(stream) -> bool:
+    """On the stream's loop: have it wait for its interval as if it had just written, so
+    only ``send_now`` writes what comes next (and anything still waiting in it) before the
+    interval ends. Its coroutine is woken first: it may be waiting on a deadline set under
+    the stream's old interval, and would, at that deadline, find nothing to send and clear
+    the deadline set here; woken now, it waits again with none."""
+    import asyncio
     import time
-    return sum(1 for s in [*dask_scheduler.stream_comms.values(),
-                           *dask_scheduler.client_comms.values()]
-               if s.next_deadline is not None and s.next_deadline > time.time() + 60)
+    if stream.interval < 60:
+        return False
+    stream.waker.set()
+    for _ in range(1000):  # the coroutine clears the waker as it wakes, a turn or two later
+        if not stream.waker.is_set():
+            stream.next_deadline = time.time() + stream.interval
+            return True
+        await asyncio.sleep(0)
+    return False
+
+
+async def _arm_scheduler(dask_scheduler=None) -> int:
+    return sum([await _arm(s) for s in [*dask_scheduler.stream_comms.values(),
+                                        *dask_scheduler.client_comms.values()]])
+
+
+async def _arm_worker(dask_worker=None) -> bool:
+    return await _arm(dask_worker.batched_stream)
 
 
 def test_a_workflow_does_not_wait_for_dask_batching_intervals_on_a_users_cluster(dask_client):
@@ -129,7 +149,9 @@ def test_a_workflow_does_not_wait_for_dask_batching_intervals_on_a_users_cluster
     write for an hour; a workflow's messages are written at once all the same: its graph by
     the client, its units by the scheduler to their workers, their results and events by the
     workers and by the scheduler to the client (``send_now``). Without any one of those, a
-    workflow here waits for an hour."""
+    workflow here waits for an hour.
+
+    Every round starts with every stream armed as if it had just written (see ``_arm``)."""
     import time
 
     from distributed.utils import sync
@@ -144,16 +166,18 @@ def test_a_workflow_does_not_wait_for_dask_batching_intervals_on_a_users_cluster
     results = []
     client_stream(HOUR)
     try:
-        assert client.run_on_scheduler(_scheduler_batches_for, HOUR) >= 3
+        streams = client.run_on_scheduler(_scheduler_batches_for, HOUR)
+        assert streams >= 3
         client.run(_worker_batches_for, HOUR)
         for i in range(4):
+            assert sync(client.loop, _arm, client.scheduler_comm)
+            assert client.run_on_scheduler(_arm_scheduler) == streams
+            assert all(client.run(_arm_worker).values())
+            assert client.scheduler_comm.next_deadline > time.time() + 60
             results += [plus.delay(i, 1), nc.group(plus.s(i, j) for j in range(10)).delay(),
                         nc.chord((plus.s(i, j) for j in range(6)), total.s()).delay()]
             assert [r.get(timeout=20) for r in results[-3:]] == [
                 i + 1, [i + j for j in range(10)], 6 * i + 15]
-            if i == 0:  # the client's stream and its stream from the scheduler have written
-                assert client.scheduler_comm.next_deadline > time.time() + 60
-                assert client.run_on_scheduler(_armed) >= 2
     finally:
         client.run(_worker_batches_for, None)
         client.run_on_scheduler(_scheduler_batches_for, None)
