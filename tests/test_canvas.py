@@ -471,3 +471,28 @@ def test_building_a_group_is_linear():
 def test_freezing_is_linear():
     assert_linear(lambda n: _pipe_chain(n).freeze, 1500)
     assert_linear(lambda n: group(add.s(i, i) for i in range(n)).freeze, 1500)
+
+
+def test_the_garbage_collector_stays_paused_while_any_thread_builds():
+    """``no_gc`` is one pause for the process: a thread that leaves it first does not switch
+    the collector back on under another thread still inside; the last one out does."""
+    import gc
+    import threading
+
+    from nbcanvas.canvas.base import no_gc
+    inside, leave, states = threading.Event(), threading.Event(), []
+
+    def other() -> None:
+        with no_gc():
+            inside.set()
+            assert leave.wait(30)
+    assert gc.isenabled()
+    helper = threading.Thread(target=other)
+    helper.start()
+    assert inside.wait(30)
+    with no_gc():
+        leave.set()
+        helper.join(30)
+        states.append(gc.isenabled())  # the helper has left; this thread has not
+    states.append(gc.isenabled())
+    assert not helper.is_alive() and states == [False, True]

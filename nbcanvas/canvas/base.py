@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -34,20 +35,31 @@ _alloc = object.__new__
 _set = object.__setattr__
 
 
+_gc_pause = [threading.Lock(), 0, False]  # lock, threads inside no_gc, enabled before them
+
+
 @contextlib.contextmanager
 def no_gc() -> Iterator[None]:
     """Pause the cyclic garbage collector while building many small objects.
 
     Building a 10k canvas allocates ~100k objects and nothing cyclic; a full collection in a
-    process holding a scheduler's state costs 60 ms or more each time it triggers.
+    process holding a scheduler's state costs 60 ms or more each time it triggers. The pause
+    is the process's: it lasts until the last thread inside ``no_gc`` leaves (a thread that
+    left first must not switch it back on under another still building).
     """
-    was = gc.isenabled()
-    gc.disable()
+    pause = _gc_pause
+    with pause[0]:
+        if not pause[1]:
+            pause[2] = gc.isenabled()
+            gc.disable()
+        pause[1] += 1
     try:
         yield
     finally:
-        if was:
-            gc.enable()
+        with pause[0]:
+            pause[1] -= 1
+            if not pause[1] and pause[2]:
+                gc.enable()
 
 
 class Signature:
