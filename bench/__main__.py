@@ -1,7 +1,9 @@
 """``python -m bench [--quick] [--only nbcanvas,dask,celery,duel,kill] [--repeat N]``.
 
 Runs the systems one after the other (each on its own cluster, closed before the next starts:
-the machine has 2 cores), prints the table, writes ``bench/results/<timestamp>.json``, and for
+the machine has 2 cores), each nbcanvas and dask column in a fresh Python process of its own
+(``--one``: the same interpreter state for every column, whatever ran before; a process that has
+run other workloads builds a canvas 25-30 % slower, see docs/performance.md), prints the table, writes ``bench/results/<timestamp>.json``, and for
 a full run of nbcanvas, dask and Celery also ``bench/results/latest.json`` and the README table.
 """
 from __future__ import annotations
@@ -44,6 +46,23 @@ def _versions() -> dict[str, str]:
 
 
 def _one(system: str, s: Sizes, repeat: int) -> dict[str, Cell]:
+    """One column, measured in a fresh Python process (``python -m bench --one``)."""
+    import json
+    import tempfile
+
+    from .common import Procs
+    with tempfile.TemporaryDirectory() as tmp, Procs() as procs:
+        out = Path(tmp) / "cells.json"
+        p = procs.start(f"the {SYSTEM_LABELS[system]} column", [
+            sys.executable, "-m", "bench", "--one", system, "--out", str(out),
+            "--repeat", str(repeat), *(["--quick"] if s.quick else [])], cwd=ROOT)
+        code = p.wait()
+        if code != 0 or not out.exists():
+            return {"_error": na(f"error: its process exited with {code} and no results")}
+        return json.loads(out.read_text())
+
+
+def _one_here(system: str, s: Sizes, repeat: int) -> dict[str, Cell]:
     log(f"== {SYSTEM_LABELS[system]}")
     t0 = time.perf_counter()
     try:
@@ -104,7 +123,8 @@ def run_all(only: tuple[str, ...], s: Sizes, repeat: int) -> tuple[dict[str, dic
 _INTRO = (
     "`make bench` (or `python -m bench [--quick] [--only nbcanvas,dask,celery,duel,kill] "
     "[--repeat N]`) runs the same workloads, trivial tasks unless said, on nbcanvas, raw dask "
-    "and Celery, one system after the other on the same machine, and prints this table. "
+    "and Celery, one system after the other on the same machine (each nbcanvas and dask column "
+    "in a fresh Python process, Celery in its own), and prints this table. "
     "Columns: **nbcanvas embedded** is nbcanvas's own cluster (2 worker processes × 1 thread, "
     "`worker-saturation: inf`, its streams writing at once (no batching delay or coroutine), "
     "its client talking to the "
@@ -178,7 +198,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-readme", action="store_true", help="leave README.md alone")
     ap.add_argument("--note", default=os.environ.get("BENCH_NOTE", ""),
                     help="a sentence for the README (default: $BENCH_NOTE)")
+    ap.add_argument("--one", choices=[*GROUPS["nbcanvas"], *GROUPS["dask"]],
+                    help=argparse.SUPPRESS)  # one column, in this process: the bench's own use
+    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)  # where --one writes its cells
     a = ap.parse_args(argv)
+    if a.one:
+        import json
+        if a.out is None:
+            ap.error("--one needs --out")
+        install_signal_handlers()
+        cells = _one_here(a.one, Sizes.quick_sizes() if a.quick else Sizes.full(), a.repeat)
+        a.out.write_text(json.dumps(cells))
+        return 0
     only = tuple(x.strip() for x in a.only.split(",") if x.strip())
     unknown = [x for x in only if x not in GROUPS]
     if unknown:

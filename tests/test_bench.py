@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import SYSTEMS, Sizes, workloads
+from bench import SYSTEM_LABELS, SYSTEMS, Sizes, workloads
 from bench.common import Procs, cell, measure, na, percentile
 from bench.report import END, START, build_report, markdown_table, text_table, update_readme
 from tests.waiting import wait_until
@@ -101,6 +102,7 @@ def _run_bench(tmp_path: Path, only: str, timeout: float) -> dict:
             # every cell is a number or says why not; none of the runnable ones failed
             assert c["value"] is not None or c["note"], (system, key)
             assert not c["note"].startswith("error"), (system, key, c["note"])
+    rep["_log"] = out.stderr
     return rep
 
 
@@ -110,6 +112,10 @@ def test_quick_run_nbcanvas_and_dask(tmp_path: Path) -> None:
     rep = _run_bench(tmp_path, "nbcanvas,dask", timeout=240)
     assert rep["systems"] == ["nbcanvas-embedded", "nbcanvas-threads", "nbcanvas-localcluster",
                               "dask-defaults", "dask-tuned"]
+    # each column ran in a fresh process of its own, whatever ran before it
+    started = re.findall(r"started the (.+?) column \(pid (\d+)\)", rep["_log"])
+    assert [name for name, _ in started] == [SYSTEM_LABELS[x] for x in rep["systems"]]
+    assert len({pid for _, pid in started}) == len(started)
     for system in rep["systems"]:
         for key in ("group", "chain", "chord", "latency_p50", "group10_get", "par_eff"):
             assert isinstance(rep["results"][system][key]["value"], float), (system, key)
