@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import sys
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import dask
@@ -74,15 +76,17 @@ def start() -> Client:
         # No task is root-ish (dask would give a task name's root tasks to one worker in
         # blocks sized by every task of that name it holds): batches need no per-workflow
         # names to spread over the workers (see nbcanvas.compile.lower.Lowering).
+        restore = _kernel_environ()
         with dask.config.set({"distributed.scheduler.worker-saturation": "inf",
                               "distributed.scheduler.rootish-taskgroup": 0,
                               **_fast_event_loop()}):
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, dashboard_address=":0",
                                    silence_logs=logging.ERROR, **shape)
+            restore()
             if "protocol" in shape:  # in memory or nbtcp://: others reach it over TCP
                 _reachable_over_tcp(cluster)
             client = _in_memory_client(cluster)
-        cluster.sync(cluster.scheduler.register_scheduler_plugin, _NoMessageLogs(),
+        cluster.sync(cluster.scheduler.register_scheduler_plugin, _NoMessageLogs(restore),
                      idempotent=True)
         warm_worker_first(cluster.scheduler)  # one task after another: the same warm worker
         if threads:
@@ -261,11 +265,38 @@ def _no_message_log(stream: Any) -> None:
         stream.recent_message_log = deque(maxlen=0)
 
 
+def _kernel_environ() -> Callable[[], None]:
+    """What puts this process's environment back after dask's nannies changed it.
+
+    A nanny sets ``distributed.nanny.pre-spawn-environ`` (``OMP_NUM_THREADS``,
+    ``MKL_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` = 1, ``MALLOC_TRIM_THRESHOLD_``) and
+    ``PYTHONHASHSEED`` in ``os.environ`` to hand them to the worker process it spawns, and
+    leaves them there: in a kernel, NumPy or PyTorch imported afterwards, and every program the
+    notebook starts, would run on one BLAS thread. The worker processes keep them; the kernel
+    gets its own values back once its workers have started, and again when one restarts.
+    """
+    keys = {*(dask.config.get("distributed.nanny.pre-spawn-environ", None) or {}),
+            "PYTHONHASHSEED"}
+    saved = {k: os.environ.get(k) for k in keys}
+
+    def restore() -> None:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            elif os.environ.get(k) != v:
+                os.environ[k] = v
+    return restore
+
+
 class _NoMessageLogs(SchedulerPlugin):
     """The embedded scheduler's streams to its workers keep no copies either (a worker that
-    restarts gets a new stream)."""
+    restarts gets a new stream); once a worker (re)starts, the kernel's environment is put
+    back (``restore``, see :func:`_kernel_environ`)."""
 
     name = "nbcanvas-embedded-streams"
+
+    def __init__(self, restore: Callable[[], None] | None = None) -> None:
+        self.restore = restore
 
     async def start(self, scheduler: Any) -> None:
         for stream in scheduler.stream_comms.values():
@@ -273,6 +304,8 @@ class _NoMessageLogs(SchedulerPlugin):
 
     def add_worker(self, scheduler: Any = None, worker: str = "") -> None:
         _no_message_log(scheduler.stream_comms.get(worker))
+        if self.restore is not None:
+            self.restore()
 
 
 def _close_at_exit() -> None:

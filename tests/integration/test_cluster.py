@@ -159,6 +159,39 @@ def test_embedded_cluster_has_a_worker_per_core_this_process_may_use():
     assert f"allowed 1 host {os.cpu_count()} workers 1" in out.stdout, out.stdout
 
 
+def test_the_kernel_keeps_its_environment_when_worker_processes_start():
+    """dask's nannies set OMP_NUM_THREADS=1 (and MKL's, OpenBLAS's, malloc's trim threshold,
+    PYTHONHASHSEED) in the spawning process's environment and leave them: in a kernel, NumPy
+    imported afterwards would run on one thread. The worker processes keep them (a value the
+    user set is kept everywhere); the kernel gets its own back, after a restart too."""
+    keys = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+            "MALLOC_TRIM_THRESHOLD_", "PYTHONHASHSEED")
+    code = f"""
+        import os
+        import nbcanvas as nc
+        from nbcanvas.embedded import _embedded
+        KEYS = {keys!r}
+        @nc.task
+        def env():
+            return [os.environ.get(k) for k in KEYS]
+        print("workers", env.delay().get(timeout=60))
+        print("kernel", [os.environ.get(k) for k in KEYS])
+        client = _embedded[1]
+        client.restart_workers(list(client.scheduler_info()["workers"]), timeout=60)
+        print("restarted", env.delay().get(timeout=60))
+        print("kernel", [os.environ.get(k) for k in KEYS])
+    """
+    env = {k: v for k, v in os.environ.items() if k not in keys}
+    env.update({"MKL_NUM_THREADS": "3", "DASK_SCHEDULER_ADDRESS": ""})
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                         text=True, timeout=180, cwd=ROOT, env=env)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    workers = "['1', '3', '1', '65536', '6640']"
+    assert lines == [f"workers {workers}", "kernel [None, '3', None, None, None]",
+                     f"restarted {workers}", "kernel [None, '3', None, None, None]"], out.stdout
+
+
 def test_exit_with_workflows_in_flight_says_so_once_instead_of_logging_errors():
     code = """
         import time
