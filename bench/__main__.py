@@ -2,9 +2,10 @@
 
 Runs the systems one after the other (each on its own cluster, closed before the next starts:
 the machine has 2 cores), each nbcanvas and dask column in a fresh Python process of its own
-(``--one``: the same interpreter state for every column, whatever ran before; a process that has
-run other workloads builds a canvas 25-30 % slower, see docs/performance.md), prints the table, writes ``bench/results/<timestamp>.json``, and for
-a full run of nbcanvas, dask and Celery also ``bench/results/latest.json`` and the README table.
+(``--one``: the same interpreter state for every column, whatever ran before; a process that
+has run other workloads builds a canvas 25-30 % slower, see docs/performance.md), prints the
+table, writes ``bench/results/<timestamp>.json``, and for a full run of nbcanvas, dask and
+Celery also ``bench/results/latest.json`` and the README table.
 """
 from __future__ import annotations
 

@@ -80,9 +80,12 @@ def start() -> Client:
         with dask.config.set({"distributed.scheduler.worker-saturation": "inf",
                               "distributed.scheduler.rootish-taskgroup": 0,
                               **_fast_event_loop()}):
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, dashboard_address=":0",
-                                   silence_logs=logging.ERROR, **shape)
-            restore()
+            try:
+                cluster = LocalCluster(n_workers=n, threads_per_worker=1,
+                                       dashboard_address=":0", silence_logs=logging.ERROR,
+                                       **shape)
+            finally:
+                restore()
             if "protocol" in shape:  # in memory or nbtcp://: others reach it over TCP
                 _reachable_over_tcp(cluster)
             client = _in_memory_client(cluster)
