@@ -35,7 +35,9 @@ _alloc = object.__new__
 _set = object.__setattr__
 
 
-_gc_pause = [threading.Lock(), 0, False]  # lock, threads inside no_gc, enabled before them
+_gc_lock = threading.Lock()
+_gc_inside = 0  # threads inside no_gc
+_gc_was_on = False  # whether the collector was on when the first of them came in
 
 
 @contextlib.contextmanager
@@ -47,18 +49,18 @@ def no_gc() -> Iterator[None]:
     is the process's: it lasts until the last thread inside ``no_gc`` leaves (a thread that
     left first must not switch it back on under another still building).
     """
-    pause = _gc_pause
-    with pause[0]:
-        if not pause[1]:
-            pause[2] = gc.isenabled()
+    global _gc_inside, _gc_was_on
+    with _gc_lock:
+        if not _gc_inside:
+            _gc_was_on = gc.isenabled()
             gc.disable()
-        pause[1] += 1
+        _gc_inside += 1
     try:
         yield
     finally:
-        with pause[0]:
-            pause[1] -= 1
-            if not pause[1] and pause[2]:
+        with _gc_lock:
+            _gc_inside -= 1
+            if not _gc_inside and _gc_was_on:
                 gc.enable()
 
 
