@@ -198,9 +198,11 @@ def _short(name: str) -> str:
 
 def _find(apps: list[App], name: str) -> Task | None:
     for a in apps:
-        if name in a.tasks:
-            return a.tasks[name]
-    hits = {t.name: t for a in apps for t in a.tasks.values() if _short(t.name) == name}
+        found = a.tasks.get(name)
+        if found is not None:
+            return found
+    with _lock:  # another thread may register a task meanwhile (a worker thread unpickling one)
+        hits = {t.name: t for a in apps for t in a.tasks.values() if _short(t.name) == name}
     if len(hits) == 1:
         return next(iter(hits.values()))
     if len(hits) > 1:
@@ -211,7 +213,8 @@ def _find(apps: list[App], name: str) -> Task | None:
 
 
 def _not_found(name: str, apps: list[App]) -> NotRegistered:
-    names = sorted({t for a in apps for t in a.tasks})
+    with _lock:
+        names = sorted({t for a in apps for t in a.tasks})
     pool = names + sorted({_short(n) for n in names})
     close = difflib.get_close_matches(name, pool, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
