@@ -204,7 +204,8 @@ class StateStore:
         return self._states.get(id)
 
     def task_ids(self) -> list[str]:
-        return [i for i, n in self.nodes.items() if n[0] in TASK_KINDS]
+        with self._lock:  # nodes made at run time arrive on the event loop's thread
+            return [i for i, n in self.nodes.items() if n[0] in TASK_KINDS]
 
     def counts(self, ids: Iterable[str] | None = None) -> Counter[str]:
         with self._lock:
