@@ -38,6 +38,7 @@ from distributed.comm.tcp import TCPBackend
 from distributed.comm.utils import ensure_concrete_host, from_frames, to_frames
 from distributed.utils import nbytes
 
+from . import localsock
 from .leansend import small_message
 
 __all__ = ["SCHEME", "PREFIX", "LeanComm", "LeanConnector", "LeanListener", "LeanBackend",
@@ -277,6 +278,14 @@ class LeanConnector(Connector):
                       **connection_args: Any) -> LeanComm:
         host, port = parse_host_port(address)
         loop = asyncio.get_running_loop()
+        path = localsock.path_for(host, port)
+        if path is not None:  # a listener on this machine: its Unix socket, if it has one
+            try:
+                _, stream = await loop.create_unix_connection(_Stream, path)
+                return LeanComm(stream, PREFIX + unparse_host_port(host, 0), PREFIX + address,
+                                deserialize)
+            except OSError:  # none there, or its listener died: TCP
+                pass
         try:
             transport, stream = await loop.create_connection(_Stream, host, port)
         except OSError as e:
@@ -299,6 +308,7 @@ class LeanListener(BaseListener):
         self.comm_handler, self.deserialize = comm_handler, deserialize
         self.allow_offload = allow_offload
         self.server: Any = None
+        self.unix: tuple[Any, str] | None = None  # (server, path): see nbcanvas.localsock
         self.bound_address: tuple[str, int] | None = None
         self._handling: set[asyncio.Task] = set()
 
@@ -313,6 +323,7 @@ class LeanListener(BaseListener):
         self.server = await loop.create_server(made, host=self.ip or None, port=self.port,
                                                backlog=backlog, reuse_address=True)
         self.bound_address = self.server.sockets[0].getsockname()[:2]
+        self.unix = await localsock.listen(loop, made, self.bound_address, backlog)
 
     def _accepted(self, stream: _Stream) -> None:
         task = asyncio.ensure_future(self._handle(stream))
@@ -321,8 +332,12 @@ class LeanListener(BaseListener):
 
     async def _handle(self, stream: _Stream) -> None:
         transport = stream.transport
-        comm = LeanComm(stream, _address(transport.get_extra_info("sockname")),
-                        _address(transport.get_extra_info("peername")), self.deserialize)
+        if isinstance(transport.get_extra_info("peername"), tuple):
+            local, peer = (_address(transport.get_extra_info(k)) for k in ("sockname", "peername"))
+        else:  # through the Unix socket: a peer on this machine
+            local = self.contact_address
+            peer = PREFIX + unparse_host_port(parse_host_port(local[len(PREFIX):])[0], 0)
+        comm = LeanComm(stream, local, peer, self.deserialize)
         comm.allow_offload = self.allow_offload
         if self.server is None:  # stopped after the connection was accepted
             comm.abort()
@@ -335,6 +350,8 @@ class LeanListener(BaseListener):
 
     def stop(self) -> None:
         server, self.server = self.server, None
+        localsock.close(self.unix)
+        self.unix = None
         if server is not None:
             server.close()
 

@@ -60,6 +60,7 @@ STAGE_OF: dict[str, str] = {
     "cluster": "run",
     "embedded": "run",
     "comm": "run",
+    "localsock": "run",
     "leansend": "run",
     "submit": "run",
     "plugins": "run",

@@ -83,6 +83,10 @@ def test_embedded_cluster_started_on_first_use_and_closed_quietly():
         print("worker comms", sorted({type(c.comm).__name__ for c in
                                       _embedded[0].scheduler.stream_comms.values()}),
               sorted({a.split("://")[0] for a in _embedded[0].scheduler.workers}))
+        # ... through a Unix socket beside each loopback listener (nbcanvas.localsock)
+        socks = [c.comm._stream.transport.get_extra_info("socket")
+                 for c in _embedded[0].scheduler.stream_comms.values()]
+        print("worker sockets", sorted({s.family.name for s in socks}))
         print("dashboard", client.dashboard_link.startswith("http://"))
         sched = _embedded[0].scheduler  # no stream keeps copies of what it sent
         streams = [client.scheduler_comm, sched.client_comms[client.id],
@@ -130,6 +134,7 @@ def test_embedded_cluster_started_on_first_use_and_closed_quietly():
     assert f"workers {CPU_COUNT}" in out.stdout
     assert "comms inproc tcp True" in out.stdout and "dashboard True" in out.stdout
     assert "worker comms ['LeanComm'] ['nbtcp']" in out.stdout, out.stdout
+    assert "worker sockets ['AF_UNIX']" in out.stdout, out.stdout
     assert f"message logs 0 {2 + CPU_COUNT}" in out.stdout
     assert "loops ['uvloop']" in out.stdout  # the scheduler's thread and every worker
     assert "fan-out [1, 2, 3, 4, 5, 6]" in out.stdout
