@@ -56,8 +56,11 @@ def test_only_this_machines_loopback_addresses_have_a_path(tmp, monkeypatch):
     assert localsock.path_for("10.0.0.5", 8786) is None
     assert localsock.path_for("localhost", 8786) is None  # a name: TCP
     p = localsock.path_for("127.0.0.1", 8786, create=True)
-    assert p == os.path.join(tmp, f"nbcanvas-{os.getuid()}", "127.0.0.1-8786.sock")
-    assert localsock.path_for("::1", 8786).endswith("::1-8786.sock")
+    ns = localsock._netns()  # a loopback is a network namespace's own
+    assert p == os.path.join(tmp, f"nbcanvas-{os.getuid()}", f"127.0.0.1-8786{ns}.sock")
+    assert localsock.path_for("::1", 8786).endswith(f"::1-8786{ns}.sock")
+    if os.path.exists("/proc/self/ns/net"):
+        assert ns == "-" + str(os.stat("/proc/self/ns/net").st_ino)
     monkeypatch.setattr(tempfile, "tempdir", os.path.join(tmp, "x" * 80))  # a long TMPDIR: TCP
     os.mkdir(tempfile.tempdir)
     assert localsock.path_for("127.0.0.1", 8786, create=True) is None
