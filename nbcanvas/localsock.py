@@ -2,18 +2,18 @@
 
 A write to a TCP socket on the loopback interface runs TCP's whole send and receive path in the
 writer; a Unix socket hands the bytes over. Measured on the 2-core VM the benchmarks run on, a
-660-byte message (a task handed to a waiting worker process): 71 µs per write over TCP against
-56 µs over a Unix socket, and the single-task round trip with worker processes 0.05 ms less
-(A/B in separate processes, eight pairs of 800 round trips, the Unix socket ahead in seven).
+660-byte message (a task handed to a waiting worker process): 66-71 µs per write over TCP
+against 56 µs over a Unix socket, and the single-task round trip with worker processes 0.045 ms
+less (A/B in separate processes, six pairs of 800 round trips, less in every pair).
 
 An ``nbtcp://`` listener bound to a loopback address (or to every address) also listens on a Unix
 socket named after that address and port (and the network namespace, on Linux), in a directory
-only this user may enter; a connector
-to a loopback address tries that socket first and falls back to TCP when there is none (a
-listener in another process with the setting off, or one that died). Addresses stay
-``nbtcp://host:port``: a worker has the same name either way. A directory that is not this
-user's, or that others may enter, is not used, so another user of the machine cannot stand in
-for a listener (TCP is used then). dask's config ``nbcanvas.nbtcp.unix: false`` turns it off.
+only this user may enter; a connector to a loopback address tries that socket first and falls
+back to TCP when there is none (a listener in another process with the setting off, or one
+that died). Addresses stay ``nbtcp://host:port``: a worker has the same name either way. A
+directory that is not this user's, or that others may enter, is not used, so another user of
+the machine cannot stand in for a listener (TCP is used then). dask's config
+``nbcanvas.nbtcp.unix: false`` turns it off.
 
 >>> path_for("10.0.0.5", 8786) is None  # not this machine's loopback: always TCP
 True
@@ -73,7 +73,7 @@ def directory(create: bool = False) -> str | None:
     (not a directory of this user's, or open to others)."""
     d = os.path.join(tempfile.gettempdir(), f"nbcanvas-{os.getuid()}")
     if create:
-        with contextlib.suppress(FileExistsError, OSError):
+        with contextlib.suppress(OSError):  # there already, or not ours to make: checked below
             os.mkdir(d, 0o700)
     try:
         st = os.lstat(d)
