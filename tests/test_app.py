@@ -351,35 +351,12 @@ def test_result_expires_set_later_is_checked_too_and_loses_nothing():
 def test_lookup_by_short_name_while_another_thread_registers(app):
     """A worker thread of the threads pool registers tasks as it unpickles them; a lookup by
     short name walks every app's registry meanwhile and must not see it change under it."""
-    import sys
-    import threading
+    from tests.racing import no_race
 
     for i in range(2000):
         app.task(module_level_add, name=f"{app.main}.filler{i}")
     target = app.task(module_level_add, name=f"{app.main}.lookup_target")
-    stop = threading.Event()
-    errors: list[BaseException] = []
 
-    def register() -> None:
-        i = 0
-        while not stop.is_set():
-            app.task(module_level_add, name=f"{app.main}.more{i}")
-            i += 1
-
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    th = threading.Thread(target=register, daemon=True)
-    th.start()
-    try:
-        for _ in range(300):
-            try:
-                assert lookup_task("lookup_target") is target
-            except RuntimeError as e:  # "dictionary changed size during iteration"
-                errors.append(e)
-                break
-    finally:
-        stop.set()
-        sys.setswitchinterval(old)
-        th.join(timeout=30)
-    assert not th.is_alive()
-    assert not errors, errors
+    def read() -> None:
+        assert lookup_task("lookup_target") is target
+    no_race(lambda i: app.task(module_level_add, name=f"{app.main}.more{i}"), read)

@@ -10,10 +10,11 @@ import tempfile
 
 import dask
 import pytest
-from distributed.comm import CommClosedError, connect, listen
+from distributed.comm import connect, listen
 
 from nbcanvas import localsock
 from nbcanvas.errors import ImproperlyConfigured
+from tests.test_comm import _echo_pair
 
 TIMEOUT = 30
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="Unix sockets")
@@ -34,18 +35,9 @@ def _family(comm) -> int:
 
 
 async def _pair(unix_at_listen: bool = True):
-    """An echoing listener and a comm connected to it."""
-    async def echo(comm):
-        try:
-            while True:
-                await comm.write(await comm.read())
-        except CommClosedError:
-            pass
+    """An echoing listener (its Unix socket as the setting says) and a comm connected to it."""
     with dask.config.set({"nbcanvas.nbtcp.unix": unix_at_listen}):
-        listener = listen("nbtcp://127.0.0.1:0", echo)
-        await listener.start()
-    comm = await connect(listener.contact_address, timeout=TIMEOUT)
-    return listener, comm
+        return await _echo_pair()
 
 
 def _run(coro):
