@@ -388,6 +388,32 @@ def test_a_revoke_wakes_a_waiting_countdown():
     assert ctx.wait(0) is False
 
 
+def test_a_finished_run_leaves_no_entry_in_the_running_table():
+    """A worker lives long and runs many workflows: each run's entry goes with its last step."""
+    from nbcanvas.runtime import interp
+    r = Run(nc.chain(add.s(1, 1), inc.s(), inc.s()))
+    assert r.value == (4, None)
+    assert r.sig.id not in interp.RUNNING
+
+
+def test_waits_leave_no_wake_up_behind_and_a_revoke_still_wakes_the_others():
+    from nbcanvas.runtime import interp
+    from tests.waiting import wait_until
+    token = f"wf-{uuid.uuid4()}"
+    ctx = Ctx(token, Sink(lambda m: None), execute_local)
+    assert ctx.wait(0.001) is False and token not in interp._wake  # a countdown ran out
+    got: list[bool] = []
+    t = threading.Thread(target=lambda: got.append(ctx.wait(60)))
+    t.start()
+    wait_until(lambda: token in interp._wake, 10, "the thread's wait")
+    assert ctx.wait(0.001) is False  # another step's countdown ends meanwhile ...
+    revoke_local(token)  # ... and a revoke still wakes the one still waiting
+    t.join(30)
+    REVOKED.discard(token)
+    assert got == [True] and not t.is_alive()
+    assert token not in interp._wake
+
+
 def test_an_expired_step_is_revoked_without_running():
     r = Run(count.s(1, "late").set(expires=0))
     assert "late" not in CALLS

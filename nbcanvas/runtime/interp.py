@@ -37,7 +37,8 @@ NO_INPUT = _NoInput()
 REVOKED: set[str] = set()
 #: Threads running a step, by workflow id (for revoke(terminate=True)).
 RUNNING: dict[str, set[int]] = {}
-_wake: dict[str, threading.Event] = {}
+#: run token -> [its wake-up, how many waits use it]; gone with the last wait
+_wake: dict[str, list[Any]] = {}
 _lock = threading.Lock()
 
 
@@ -52,12 +53,13 @@ def revoke_local(wf: str, interrupt: type[BaseException] | None = None) -> list[
     """
     with _lock:
         REVOKED.add(wf)
-        ev = _wake.setdefault(wf, threading.Event())
+        waiting = _wake.get(wf)
         threads = list(RUNNING.get(wf, ()))
         if interrupt is not None:
             for tid in RUNNING.pop(wf, ()):
                 interrupt_thread(tid, interrupt)
-    ev.set()
+    if waiting is not None:
+        waiting[0].set()
     return threads
 
 
@@ -94,9 +96,18 @@ class Ctx:
         """Sleep ``seconds`` unless the workflow is revoked meanwhile; True if revoked."""
         if seconds <= 0:
             return self.revoked()
-        with _lock:
-            ev = _wake.setdefault(self.token, threading.Event())
-        return ev.wait(seconds) or self.revoked()
+        with _lock:  # a revoke either came before this, or finds the wake-up to set
+            if self.token in REVOKED:
+                return True
+            waiting = _wake.setdefault(self.token, [threading.Event(), 0])
+            waiting[1] += 1
+        try:
+            return waiting[0].wait(seconds) or self.revoked()
+        finally:
+            with _lock:
+                waiting[1] -= 1
+                if not waiting[1] and _wake.get(self.token) is waiting:
+                    del _wake[self.token]
 
 
 def resolve(sel: Any, deps: tuple[dict[str, Any], ...]) -> Any:
@@ -353,8 +364,12 @@ def run_step(step: Any, inp: Any, ctx: Ctx, prepend: tuple | None = None) -> Any
             _callbacks(step, result, ctx)
             return result
         finally:
-            with _lock:
-                RUNNING.get(ctx.token, set()).discard(tid)
+            with _lock:  # a run's entry goes with its last running step (workers live long)
+                running = RUNNING.get(ctx.token)
+                if running is not None:
+                    running.discard(tid)
+                    if not running:
+                        del RUNNING[ctx.token]
         retries += 1
         if ctx.eager:  # as Celery's eager mode: a retry runs again at once, no countdown
             delay = 0.0
