@@ -10,10 +10,10 @@ An ``nbtcp://`` listener bound to a loopback address (or to every address) also 
 socket named after that address and port (and the network namespace, on Linux), in a directory
 only this user may enter; a connector to a loopback address tries that socket first and falls
 back to TCP when there is none (a listener in another process with the setting off, or one
-that died). Addresses stay ``nbtcp://host:port``: a worker has the same name either way. A
-directory that is not this user's, or that others may enter, is not used, so another user of
-the machine cannot stand in for a listener (TCP is used then). dask's config
-``nbcanvas.nbtcp.unix: false`` turns it off.
+that died; the next listener to start removes the sockets nothing answers on). Addresses stay
+``nbtcp://host:port``: a worker has the same name either way. A directory that is not this
+user's, or that others may enter, is not used, so another user of the machine cannot stand in
+for a listener (TCP is used then). dask's config ``nbcanvas.nbtcp.unix: false`` turns it off.
 
 >>> path_for("10.0.0.5", 8786) is None  # not this machine's loopback: always TCP
 True
@@ -125,6 +125,7 @@ async def listen(loop: Any, factory: Any, bound: tuple[str, int],
     path = path_for(host, int(bound[1]), create=True) if host is not None else None
     if path is None:
         return None
+    _sweep(os.path.dirname(path))
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)  # left by a listener that died; this port is ours now
     try:
@@ -132,6 +133,29 @@ async def listen(loop: Any, factory: Any, bound: tuple[str, int],
     except OSError:
         return None
     return server, path
+
+
+def _sweep(d: str) -> None:
+    """Remove the sockets of listeners that died without closing (a process killed, a kernel
+    that exited hard): nothing answers there any more. A listener caught between making its
+    socket and listening on it loses it, and is reached over TCP instead."""
+    try:
+        names = [n for n in os.listdir(d) if n.endswith(".sock")]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(d, name)
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.setblocking(False)
+            probe.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        except OSError:  # busy (a full backlog), or not ours to judge: left alone
+            pass
+        finally:
+            probe.close()
 
 
 def close(handle: tuple[Any, str] | None) -> None:

@@ -160,3 +160,29 @@ def test_a_directory_open_to_others_makes_the_connector_use_tcp(tmp):
             await comm.close()
             listener.stop()
     _run(go())
+
+
+def test_a_new_listener_removes_the_sockets_of_listeners_that_died(tmp, capfd):
+    async def go():
+        d = localsock.directory(create=True)
+        dead = os.path.join(d, "127.0.0.1-1-0.sock")
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(dead)  # a listener's socket whose process was killed: nothing listens
+        s.close()
+        live, comm = await _pair()  # a listener alive: its socket stays, reached as before
+        await comm.close()
+        other, comm2 = await _pair()
+        try:
+            assert not os.path.exists(dead)
+            assert os.path.exists(live.unix[1]) and os.path.exists(other.unix[1])
+            comm3 = await connect(live.contact_address, timeout=TIMEOUT)
+            assert _family(comm3) == socket.AF_UNIX
+            await comm3.close()
+        finally:
+            await comm2.close()
+            live.stop()
+            other.stop()
+        assert sorted(os.listdir(d)) == []
+    _run(go())
+    err = capfd.readouterr().err  # the probe of a live listener is a connection it shrugs off
+    assert " - WARNING - " not in err and " - ERROR - " not in err, err
