@@ -40,6 +40,22 @@ async def _pair(unix_at_listen: bool = True):
         return await _echo_pair()
 
 
+async def _new_family(address: str) -> int:
+    """The socket family a new connection to ``address`` goes through."""
+    comm = await connect(address, timeout=TIMEOUT)
+    try:
+        return _family(comm)
+    finally:
+        await comm.close()
+
+
+def _dead_socket(path: str) -> None:
+    """The socket a listener leaves when its process is killed: the file, and nobody there."""
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(path)
+    s.close()
+
+
 def _run(coro):
     return asyncio.run(asyncio.wait_for(coro, TIMEOUT))
 
@@ -108,9 +124,7 @@ def test_without_a_unix_socket_the_connector_uses_tcp(tmp):
         listener, comm = await _pair(unix_at_listen=False)  # a listener with the setting off
         port = listener.get_host_port()[1]
         path = localsock.path_for("127.0.0.1", port, create=True)
-        stale = socket.socket(socket.AF_UNIX)
-        stale.bind(path)  # a socket left by a listener that died on this port
-        stale.close()
+        _dead_socket(path)  # left by a listener that died on this port
         try:
             assert _family(comm) == socket.AF_INET
             comm2 = await connect(listener.contact_address, timeout=TIMEOUT)
@@ -131,9 +145,7 @@ def test_a_listener_takes_over_a_stale_socket_of_its_port(tmp):
         await comm.close()
         listener.stop()
         path = localsock.path_for("127.0.0.1", port, create=True)
-        stale = socket.socket(socket.AF_UNIX)
-        stale.bind(path)
-        stale.close()
+        _dead_socket(path)
         with dask.config.set({"nbcanvas.nbtcp.unix": True}):
             again = listen(f"nbtcp://127.0.0.1:{port}", lambda c: c.close())
             await again.start()
@@ -153,9 +165,7 @@ def test_a_directory_open_to_others_makes_the_connector_use_tcp(tmp):
         try:
             assert _family(comm) == socket.AF_UNIX
             os.chmod(localsock.directory(), 0o777)  # anyone could have put a socket there now
-            comm2 = await connect(listener.contact_address, timeout=TIMEOUT)
-            assert _family(comm2) == socket.AF_INET
-            await comm2.close()
+            assert await _new_family(listener.contact_address) == socket.AF_INET
         finally:
             await comm.close()
             listener.stop()
@@ -166,18 +176,14 @@ def test_a_new_listener_removes_the_sockets_of_listeners_that_died(tmp, capfd):
     async def go():
         d = localsock.directory(create=True)
         dead = os.path.join(d, "127.0.0.1-1-0.sock")
-        s = socket.socket(socket.AF_UNIX)
-        s.bind(dead)  # a listener's socket whose process was killed: nothing listens
-        s.close()
+        _dead_socket(dead)
         live, comm = await _pair()  # a listener alive: its socket stays, reached as before
         await comm.close()
         other, comm2 = await _pair()
         try:
             assert not os.path.exists(dead)
             assert os.path.exists(live.unix[1]) and os.path.exists(other.unix[1])
-            comm3 = await connect(live.contact_address, timeout=TIMEOUT)
-            assert _family(comm3) == socket.AF_UNIX
-            await comm3.close()
+            assert await _new_family(live.contact_address) == socket.AF_UNIX
         finally:
             await comm2.close()
             live.stop()
