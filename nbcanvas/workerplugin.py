@@ -11,7 +11,7 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from .leansend import make_lean
+from .leansend import make_lean, small_pack_buffers
 from .runtime import release_events, run_unit
 from .schedtune import send_now
 
@@ -43,6 +43,7 @@ class NbcanvasWorker(WorkerPlugin):
         if self.batch_interval is not None:
             worker.batched_stream.interval = self.batch_interval
             make_lean(worker.batched_stream)  # with no interval: writes without a coroutine
+            small_pack_buffers()  # a worker process its nanny started: see there
         try:  # a worker that joins later learns what is already revoked
             for wf in await worker.scheduler.nbcanvas_revoked():
                 revoke_local(wf)

@@ -199,3 +199,57 @@ def test_small_message_bounds_what_dask_sizes_and_gives_up_on_the_rest():
     assert not small_message({"x": Unsizable()}, 1 << 20)
 
 
+
+
+def test_small_packer_packs_the_same_bytes_as_msgpack():
+    import msgpack
+
+    from nbcanvas.leansend import SmallPacker
+    packer = SmallPacker(msgpack)
+    for msg in [{"op": "ping"}, [{"op": "x", "data": b"y" * 10_000}], {"k": "z" * 300_000},
+                [1.5, None, True, {"nested": [list(range(5000))]}]]:
+        assert packer.dumps(msg, use_bin_type=True) == msgpack.dumps(msg, use_bin_type=True)
+    assert packer.packb({"a": 1}) == msgpack.packb({"a": 1})
+    assert packer.Unpacker is msgpack.Unpacker  # the rest is msgpack's own
+
+
+_FAULTS = """
+import resource, sys
+from distributed.protocol import dumps
+from distributed.protocol.serialize import ToPickle
+from nbcanvas.leansend import small_pack_buffers
+msg = [{"op": "task-finished", "key": "add-1", "nbytes": 28}, {"op": "log-event",
+       "msg": ToPickle([["E", "id", 1.0, 0, "host", 2.0, "SUCCESS", None]])}]
+def faults(n=1000):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(n):
+        dumps(msg)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+faults(50)
+plain = faults()
+print(small_pack_buffers(), small_pack_buffers(), plain, faults())
+"""
+
+
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="glibc's malloc")
+def test_where_a_nanny_fixed_the_mmap_threshold_messages_are_packed_without_mapping_memory():
+    """As in a dask worker process (MALLOC_TRIM_THRESHOLD_ set): msgpack's 256 KiB buffer was
+    mapped and touched anew for every message and every pickled part of one."""
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536"}
+    out = subprocess.run([sys.executable, "-c", _FAULTS], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    changed, again, plain, small = out.stdout.split()
+    assert (changed, again) == ("True", "False")
+    assert int(plain) >= 2000, out.stdout  # two fresh mappings per message: the cost is real
+    assert int(small) < 200, out.stdout
+
+
+def test_without_a_fixed_mmap_threshold_nothing_changes(monkeypatch):
+    from nbcanvas import leansend
+    for name in leansend._FIXED_MALLOC:
+        monkeypatch.delenv(name, raising=False)
+    assert leansend.small_pack_buffers() is False

@@ -87,6 +87,13 @@ def test_embedded_cluster_started_on_first_use_and_closed_quietly():
         socks = [c.comm._stream.transport.get_extra_info("socket")
                  for c in _embedded[0].scheduler.stream_comms.values()]
         print("worker sockets", sorted({s.family.name for s in socks}))
+        # a worker process packs its messages from a small buffer (nbcanvas.leansend), the
+        # kernel, whose malloc is dask's default, as distributed does
+        def packer():
+            import distributed.protocol.core as core
+            return type(core.msgpack).__name__
+        import distributed.protocol.core as core
+        print("packers", sorted(set(client.run(packer).values())), type(core.msgpack).__name__)
         print("dashboard", client.dashboard_link.startswith("http://"))
         sched = _embedded[0].scheduler  # no stream keeps copies of what it sent
         streams = [client.scheduler_comm, sched.client_comms[client.id],
@@ -135,6 +142,7 @@ def test_embedded_cluster_started_on_first_use_and_closed_quietly():
     assert "comms inproc tcp True" in out.stdout and "dashboard True" in out.stdout
     assert "worker comms ['LeanComm'] ['nbtcp']" in out.stdout, out.stdout
     assert "worker sockets ['AF_UNIX']" in out.stdout, out.stdout
+    assert "packers ['SmallPacker'] module" in out.stdout, out.stdout
     assert f"message logs 0 {2 + CPU_COUNT}" in out.stdout
     assert "loops ['uvloop']" in out.stdout  # the scheduler's thread and every worker
     assert "fan-out [1, 2, 3, 4, 5, 6]" in out.stdout
