@@ -83,6 +83,8 @@ def travelling(fn: Callable[..., Any]) -> Any:
     (functions that cannot be weakly referenced stay themselves); else ``fn`` itself, or
     :class:`ByValue` when pickle cannot find it by name (see there)."""
     if not _HERE.get():
+        if type(fn) is Shipped:  # passed on as it came (by value once, not wrapped again)
+            return fn
         return fn if _found_by_name(fn) else ByValue(fn)
     try:
         token = _TOKENS.get(fn)

@@ -463,6 +463,28 @@ def test_only_a_small_result_rides_in_its_done_event(kind, inlined):
         assert pickle.loads(with_[5]) == b"x"
 
 
+def test_an_inline_result_is_pickled_by_value_only_when_pickle_cannot_name_it(monkeypatch):
+    import cloudpickle
+
+    from nbcanvas.runtime.interp import _inline
+    real, calls = cloudpickle.dumps, []
+    monkeypatch.setattr(cloudpickle, "dumps", lambda *a, **k: calls.append(1) or real(*a, **k))
+    ctx = Ctx("wf", Sink(lambda m: None), execute_local)
+    ctx.inline = frozenset({"n"})
+    (plain,) = _inline(ctx, "n", {"a": [1, 2.5, "x"]})
+    assert pickle.loads(plain) == {"a": [1, 2.5, "x"]}
+    assert calls == []  # its pickler costs ~10 us to make
+
+    class Local:  # pickle cannot find it by name: cloudpickle sends the class along
+        def __init__(self, v):
+            self.v = v
+    (by_value,) = _inline(ctx, "n", Local(3))
+    assert calls == [1] and pickle.loads(by_value).v == 3
+    (fn,) = _inline(ctx, "n", lambda x: x + 1)
+    assert pickle.loads(fn)(1) == 2
+    assert _inline(ctx, "other", 1) == ()  # not the workflow's result
+
+
 def test_a_hard_time_limit_fails_a_busy_step():
     r = Run(spin.s(1).set(time_limit=0.2))
     assert r.done(r.sig.id)[3] == "FAILURE"

@@ -166,6 +166,18 @@ def test_clients_marked_as_local():
     assert not shipping.runs_here(c)
 
 
+def test_a_function_passed_on_by_value_is_not_wrapped_again():
+    """The scheduler pickles what it got from the client for a worker: the function's bytes
+    go on as they are (they were pickled by value again, in a second wrapper, each time)."""
+    from distributed.protocol.pickle import dumps, loads
+    space: dict = {"__name__": "__main__"}
+    exec("def tripled(x):\n    return 3 * x\n", space)
+    at_scheduler = loads(dumps(shipping.travelling(space["tripled"])))
+    at_worker = loads(dumps(shipping.travelling(at_scheduler)))
+    assert type(at_worker) is shipping.Shipped and at_worker.data == at_scheduler.data
+    assert type(at_worker.load()).__name__ == "function" and at_worker(2) == 6
+
+
 def test_the_scheduler_passes_a_function_by_value_on_without_making_it(dask_client, monkeypatch):
     """On a cluster of worker processes a notebook-style function reaches the scheduler as
     its bytes and stays so (the scheduler would only pickle it again for the worker); the
