@@ -223,10 +223,10 @@ def _inline(ctx: Ctx, id: str, outcome: Any) -> tuple[bytes, ...]:
     if id not in ctx.inline:
         return ()
     try:  # pickle first, as dask does: cloudpickle's pickler costs ~10 us just to make
-        data = pickle.dumps(outcome, 5)
-        if b"__main__" in data:  # the kernel's __main__ is not this process's
-            raise pickle.PicklingError("by value")
-    except Exception:  # noqa: BLE001 - e.g. a lambda, a notebook's class: by value
+        data: bytes | None = pickle.dumps(outcome, 5)
+    except Exception:  # noqa: BLE001 - e.g. a lambda, a notebook's class
+        data = None
+    if data is None or b"__main__" in data:  # by value (the kernel's __main__ is not ours)
         try:
             import cloudpickle
             data = cloudpickle.dumps(outcome, 5)
